@@ -46,3 +46,18 @@ def all_gather_stacked(tensor: Tensor) -> Tensor:
     parts = [torch.empty_like(tensor) for _ in range(world_size())]
     dist.all_gather(parts, tensor.contiguous())
     return torch.stack(parts)
+
+
+def state_fingerprint(module: torch.nn.Module) -> dict[str, str]:
+    """SHA-256 of every parameter and buffer, by name: equal dicts mean bit-identical state.
+
+    Used to check that processes agree (compare the dicts gathered from every rank).
+    """
+    import hashlib
+
+    fingerprint = {}
+    for name, tensor in module.state_dict().items():
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest = hashlib.sha256(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        fingerprint[name] = f"{data.dtype}:{tuple(data.shape)}:{digest.hexdigest()}"
+    return fingerprint

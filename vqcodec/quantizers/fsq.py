@@ -22,7 +22,7 @@ class FiniteScalarQuantizer(SingleLevelQuantizer):
     run in float32, also under bf16 autocast (bf16 cannot represent every grid point).
 
     Args:
-        levels: levels per dimension, e.g. ``[8, 5, 5, 5]`` for 1,000 codes; keep every ``L ≥ 2``
+        levels: levels per dimension, e.g. ``[8, 5, 5, 5]`` for 1,000 codes; every ``L ≥ 3``
             (the paper recommends ``L ≥ 5``).
         dim: input channels; when it differs from ``len(levels)``, linear projections map into
             and out of the grid space.
@@ -33,7 +33,7 @@ class FiniteScalarQuantizer(SingleLevelQuantizer):
         super().__init__()
         levels = [int(level) for level in levels]
         if not levels or min(levels) < 2:
-            raise ValueError(f"FSQ needs at least one dimension and every level >= 2, got {levels}")
+            raise ValueError(f"FSQ needs at least one dimension and every level >= 3, got {levels}")
         self.levels = levels
         self.eps = eps
         self.grid_dim = len(levels)
@@ -45,6 +45,9 @@ class FiniteScalarQuantizer(SingleLevelQuantizer):
         level_tensor = torch.tensor(levels, dtype=torch.float64)
         half = (level_tensor - 1) * (1 - eps) / 2
         offset = torch.where(level_tensor % 2 == 0, 0.5, 0.0)
+        if torch.any(offset >= half):
+            # Even L needs offset/half < 1 for atanh; with the paper's (1 - eps) that fails at L=2.
+            raise ValueError(f"levels {levels} with eps={eps}: every level must be at least 3")
         basis = torch.cumprod(torch.tensor([1] + levels[:-1], dtype=torch.int64), dim=0)
         # Derived constants: non-persistent, so checkpoints hold only the levels (in config).
         self.register_buffer("_half", half.float(), persistent=False)
