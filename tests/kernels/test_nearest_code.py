@@ -85,8 +85,8 @@ def test_bad_inputs_raise_readable_errors(x: torch.Tensor, codebook: torch.Tenso
 
 def test_custom_op_passes_opcheck() -> None:
     op = torch.ops.vqcodec.nearest_code.default
-    torch.library.opcheck(op, (torch.randn(33, 7), torch.randn(10, 7)))
-    torch.library.opcheck(op, (torch.randn(2, 33, 7), torch.randn(2, 10, 7)))
+    torch.library.opcheck(op, (torch.randn(33, 7), torch.randn(10, 7), False))
+    torch.library.opcheck(op, (torch.randn(2, 33, 7), torch.randn(2, 10, 7), True))
 
 
 def test_compiles_without_graph_breaks() -> None:

@@ -76,7 +76,7 @@ class ClusteredVectorQuantizer(SingleLevelQuantizer):
 
     def quantize_rows(self, rows: Tensor) -> RowQuantization:
         x = self.project_in(rows)
-        indices = nearest_code(x, self.codebook)
+        indices = nearest_code(x, self.codebook, fast=self.training)
         q = self.codebook[indices]
         loss = self.commitment_weight * F.mse_loss(x.float(), q.detach().float())
         loss = loss + F.mse_loss(q.float(), x.detach().float())
@@ -116,7 +116,7 @@ class ClusteredVectorQuantizer(SingleLevelQuantizer):
         if self.anchor == "random":
             picks = torch.randint(x.shape[0], (self.codebook_size,), device=x.device)
             return distributed.broadcast_from_main_(x[picks].contiguous())
-        nearest = nearest_code(codebook, x)  # [K]: the closest batch feature to each code
+        nearest = nearest_code(codebook, x, fast=True)  # [K]: the closest batch feature per code
         local = x[nearest]
         distance = (local - codebook).pow(2).sum(-1)
         # The closest over all processes; ties go to the lowest rank.

@@ -43,7 +43,7 @@ def kmeans(
     centroids = x[start.to(x.device)].clone()
     sizes = torch.zeros(num_clusters, device=x.device)
     for _ in range(iters):
-        assignment = nearest_code(x, centroids)
+        assignment = nearest_code(x, centroids, fast=True)  # initialisation: near-ties are harmless
         sizes = torch.bincount(assignment, minlength=num_clusters).float()
         sums = torch.zeros_like(centroids).index_add_(0, assignment, x)
         filled = sizes > 0

@@ -57,12 +57,12 @@ class SimVQ(SingleLevelQuantizer):
         """``Linear(C)``, the codes actually used, ``[K, D]``."""
         return self.codebook_transform(self.frozen_codebook)
 
-    def _search(self, rows: Tensor) -> Tensor:
+    def _search(self, rows: Tensor, fast: bool) -> Tensor:
         with torch.no_grad():
-            return nearest_code(rows, self.effective_codebook())
+            return nearest_code(rows, self.effective_codebook(), fast=fast)
 
     def quantize_rows(self, rows: Tensor) -> RowQuantization:
-        indices = self._search(rows)
+        indices = self._search(rows, fast=self.training)
         # Transform only the chosen rows: the gradient to the layer costs O(N·D²), not O(K·D²).
         q = self.decode_rows(indices)
         loss = self.commitment_weight * F.mse_loss(rows.float(), q.detach())
@@ -76,7 +76,7 @@ class SimVQ(SingleLevelQuantizer):
         return RowQuantization(z_q, indices, loss, metrics)
 
     def encode_rows(self, rows: Tensor) -> Tensor:
-        return self._search(rows)
+        return self._search(rows, fast=False)
 
     def decode_rows(self, indices: Tensor) -> Tensor:
         return self.codebook_transform(self.frozen_codebook[indices]).float()

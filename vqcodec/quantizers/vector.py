@@ -107,7 +107,7 @@ class VectorQuantizer(SingleLevelQuantizer):
         if self.training and not bool(self.initialised):
             self._kmeans_init(x)
         codebook = self.lookup_codebook()
-        indices = nearest_code(x, codebook)  # [N]
+        indices = nearest_code(x, codebook, fast=self.training)  # [N]; exact when codes are kept
         q = codebook[indices]  # [N, d]; carries gradient to a loss-learned codebook
 
         loss = self.commitment_weight * F.mse_loss(x.float(), q.detach().float())

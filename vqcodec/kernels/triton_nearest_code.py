@@ -1,0 +1,179 @@
+"""Fused nearest-code search on the GPU (Triton): the ``N×K`` distances are never written.
+
+Each program owns ``BLOCK_N`` rows of ``x`` and streams the codebook through on-chip memory in
+``BLOCK_K`` tiles: one tensor-core product ``x·cᵀ`` per tile with float32 accumulation, minus
+``‖c‖²/2`` (precomputed in float32), then a running arg-max per row. Only the ``[N]`` indices
+are written. Extra memory is the ``[K]`` half-norms and the ``[N]`` output: O(N + K).
+
+Two precisions:
+
+* **fast**: operands rounded to bf16 (fp16 inputs stay fp16) — full tensor-core rate; a row
+  whose two nearest codes are closer than bf16 rounding may get the second one.
+* **exact** (default): float32 operands with ``tf32x3`` products (three TF32 products that
+  recover float32 accuracy), so the chosen code is nearest up to float32 rounding.
+
+File order follows the Triton tutorials: kernel, then the launcher, nothing else.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+
+def _configs(exact: bool) -> list[triton.Config]:
+    # Shapes chosen for Hopper's 228 KB of shared memory per SM; configs that do not fit are
+    # rejected by the autotuner (OutOfResources) and never chosen.
+    shapes = (
+        [(128, 64, 8, 3), (64, 64, 4, 3), (128, 32, 8, 3), (64, 128, 8, 2), (128, 128, 8, 2),
+         (64, 64, 4, 2), (64, 32, 4, 3), (128, 64, 8, 2)]
+        if exact
+        else [(128, 128, 8, 3), (128, 64, 8, 3), (64, 128, 4, 3), (128, 256, 8, 2),
+              (256, 64, 8, 3), (256, 128, 8, 2), (256, 64, 8, 4), (256, 128, 8, 3),
+              (256, 64, 16, 3), (128, 64, 4, 4)]
+    )
+    return [
+        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+        for bn, bk, w, s in shapes
+    ]
+
+
+def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
+    # Small inputs: do not tile past the (padded) number of rows.
+    n = named_args["N"]
+    kept = [c for c in configs if c.kwargs["BLOCK_N"] <= max(64, triton.next_power_of_2(n))]
+    return kept or configs[:1]
+
+
+@triton.jit
+def _nearest_code_kernel(
+    x_ptr, codebook_ptr, half_norm_ptr, out_ptr,
+    N, K, D,
+    stride_xg, stride_cg,
+    N_BUCKET, K_BUCKET,  # autotuning keys only: sizes rounded to powers of two
+    D_CHUNK: tl.constexpr, NUM_D_CHUNKS: tl.constexpr, EXACT: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    group = tl.program_id(1).to(tl.int64)
+    x_ptr += group * stride_xg
+    codebook_ptr += group * stride_cg
+    half_norm_ptr += group * K
+    out_ptr += group * N
+
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < N
+    cols = tl.arange(0, D_CHUNK)
+    ks = tl.arange(0, BLOCK_K)
+
+    if NUM_D_CHUNKS == 1:
+        # The row tile stays on chip for the whole pass over the codebook.
+        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * D + cols[None, :],
+                    mask=row_ok[:, None] & (cols[None, :] < D), other=0.0)
+        x = x.to(tl.float32) if EXACT else x.to(tl.bfloat16) if x.dtype == tl.float32 else x
+
+    best = tl.full((BLOCK_N,), float("-inf"), tl.float32)
+    best_index = tl.zeros((BLOCK_N,), tl.int32)
+    for k0 in range(0, K, BLOCK_K):
+        codes = k0 + ks
+        code_ok = codes < K
+        if NUM_D_CHUNKS == 1:
+            c = tl.load(codebook_ptr + codes[:, None].to(tl.int64) * D + cols[None, :],
+                        mask=code_ok[:, None] & (cols[None, :] < D), other=0.0)
+            if EXACT:
+                score = tl.dot(x, tl.trans(c.to(tl.float32)), input_precision="tf32x3")
+            else:
+                score = tl.dot(x, tl.trans(c.to(x.dtype)))
+        else:
+            score = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
+            for d0 in range(0, D, D_CHUNK):
+                d = d0 + cols
+                xc = tl.load(x_ptr + rows[:, None].to(tl.int64) * D + d[None, :],
+                             mask=row_ok[:, None] & (d[None, :] < D), other=0.0)
+                c = tl.load(codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :],
+                            mask=code_ok[:, None] & (d[None, :] < D), other=0.0)
+                if EXACT:
+                    score = tl.dot(xc.to(tl.float32), tl.trans(c.to(tl.float32)), score,
+                                   input_precision="tf32x3")
+                else:
+                    xc = xc.to(tl.bfloat16) if xc.dtype == tl.float32 else xc
+                    score = tl.dot(xc, tl.trans(c.to(xc.dtype)), score)
+        half_norm = tl.load(half_norm_ptr + codes, mask=code_ok, other=float("inf"))
+        score = score - half_norm[None, :]  # x·c − ‖c‖²/2: larger is nearer
+        tile_best, tile_index = tl.max(score, axis=1, return_indices=True,
+                                       return_indices_tie_break_left=True)
+        # Strictly better only: an equal score in a later tile has a higher index.
+        better = tile_best > best
+        best = tl.where(better, tile_best, best)
+        best_index = tl.where(better, tile_index + k0, best_index)
+    tl.store(out_ptr + rows, best_index.to(tl.int64), mask=row_ok)
+
+
+@triton.jit
+def _half_norm_kernel(codebook_ptr, out_ptr, K, D, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """``0.5·‖c‖²`` per code in float32, without a float32 copy of the codebook."""
+    codes = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+    code_ok = codes < K
+    total = tl.zeros((BLOCK_K,), tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        d = d0 + tl.arange(0, BLOCK_D)
+        c = tl.load(codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :],
+                    mask=code_ok[:, None] & (d[None, :] < D), other=0.0).to(tl.float32)
+        total += tl.sum(c * c, axis=1)
+    tl.store(out_ptr + codes, 0.5 * total, mask=code_ok)
+
+
+_fast_kernel = triton.autotune(
+    configs=_configs(exact=False), key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
+    prune_configs_by={"early_config_prune": _prune},
+)(_nearest_code_kernel)
+_exact_kernel = triton.autotune(
+    configs=_configs(exact=True), key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
+    prune_configs_by={"early_config_prune": _prune},
+)(_nearest_code_kernel)
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# Above these padded D the row tile is streamed in chunks along D instead of staying on chip.
+# tf32x3 keeps split copies of its float32 operands, so exact mode has room for less.
+MAX_RESIDENT_D = {"fast": 256, "exact": 128}
+STREAMED_CHUNK = {"fast": 128, "exact": 64}
+
+
+def supports(x: Tensor, codebook: Tensor) -> bool:
+    """Whether :func:`nearest_code_triton` handles these inputs (else use the reference)."""
+    return (
+        x.is_cuda and codebook.is_cuda
+        and x.dtype in SUPPORTED_DTYPES and codebook.dtype in SUPPORTED_DTYPES
+        and x.shape[-2] > 0 and x.shape[-2] < 2**31 and codebook.shape[-2] < 2**31
+    )
+
+
+def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
+    """Fused search; ``x [N, D]``/``[G, N, D]``, ``codebook [K, D]``/``[G, K, D]`` on CUDA.
+
+    Returns int64 indices ``[N]`` (or ``[G, N]``), ties to the lowest index.
+    """
+    batched = x.dim() == 3
+    xs = (x if batched else x[None]).contiguous()
+    cs = (codebook if batched else codebook[None]).contiguous()
+    groups, n, d = xs.shape
+    k = cs.shape[1]
+    mode = "fast" if fast else "exact"
+    half_norms = torch.empty(groups, k, dtype=torch.float32, device=x.device)
+    out = torch.empty(groups, n, dtype=torch.int64, device=x.device)
+    padded = max(16, triton.next_power_of_2(d))
+    chunk = padded if padded <= MAX_RESIDENT_D[mode] else STREAMED_CHUNK[mode]
+    kernel = _fast_kernel if fast else _exact_kernel
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), groups)  # noqa: E731
+    with torch.cuda.device(x.device):
+        _half_norm_kernel[(triton.cdiv(groups * k, 256),)](
+            cs, half_norms, groups * k, d, BLOCK_K=256, BLOCK_D=min(padded, 64)
+        )
+        kernel[grid](
+            xs, cs, half_norms, out, n, k, d, n * d, k * d,
+            min(triton.next_power_of_2(n), 1 << 16), triton.next_power_of_2(k),
+            D_CHUNK=chunk, NUM_D_CHUNKS=triton.cdiv(padded, chunk), EXACT=not fast,
+        )
+    return out if batched else out[0]
