@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from collections.abc import Callable
 
 import torch
@@ -31,6 +32,21 @@ def bench(fn: Callable[[], object]) -> float:
     return triton.testing.do_bench(fn, warmup=50, rep=200, return_mode="median")
 
 
+def graph_time(fn: Callable[[], object]) -> float:
+    """Milliseconds per call when replayed from a CUDA graph: the kernels alone, without the
+    Python and launch overhead that eager calls pay."""
+    fn()  # compile and autotune outside the capture
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return bench(graph.replay)
+
+
 def extra_memory(fn: Callable[[], object]) -> int:
     fn()
     torch.cuda.synchronize()
@@ -41,10 +57,17 @@ def extra_memory(fn: Callable[[], object]) -> int:
     return torch.cuda.max_memory_allocated() - base
 
 
-def matmul_rate() -> float:
+def matmul_rate(warm_seconds: float = 2.0) -> float:
+    """bf16 matrix-product rate (FLOP/s) on random 8192³ inputs: the best of three medians,
+    after ``warm_seconds`` of products so the clocks have ramped up from idle (a cold GPU
+    measures a lower rate, which would flatter every ratio to the floor)."""
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    return 2 * 8192**3 / (bench(lambda: a @ b) * 1e-3)
+    start = time.perf_counter()
+    while time.perf_counter() - start < warm_seconds:
+        a @ b
+        torch.cuda.synchronize()
+    return max(2 * 8192**3 / (bench(lambda: a @ b) * 1e-3) for _ in range(3))
 
 
 def chunked(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, k: int) -> torch.Tensor:
@@ -101,6 +124,7 @@ def run_shape(n: int, k: int, d: int, rate: float) -> dict:
             row[name] = {"ms": None, "extra_mib": None}
         torch.cuda.empty_cache()
     torch.backends.cuda.matmul.allow_tf32 = False
+    row["fused fast, CUDA graph ms"] = graph_time(methods["fused fast (bf16)"])
     from vqcodec.kernels import triton_nearest_code as fused
 
     row["config_fast"] = str(fused._fast_kernel.best_config)
@@ -147,6 +171,9 @@ def main() -> None:
     shapes = ANCHOR_SHAPES if args.shapes == "all" else ANCHOR_SHAPES[:2]
     rows = [run_shape(n, k, d, rate) for n, k, d in shapes]
     step = training_step()
+    rate_after = matmul_rate(warm_seconds=0.0)
+    print(f"bf16 matmul rate at the end of the run: {rate_after / 1e12:.0f} TFLOP/s "
+          f"(floors use the start's {rate / 1e12:.0f})")
     names = ["fused fast (bf16)", "fused exact (fp32 in)", "torch.cdist fp32", "torch matmul tf32",
              "torch matmul bf16", "vector-quantize-pytorch"]
     print("\n| N, K, D | floor ms | " + " | ".join(f"{m} ms" for m in names)
@@ -162,6 +189,8 @@ def main() -> None:
               + f" | {fast / row['floor_ms']:.2f} | {best_torch / fast:.1f} | "
               + (f"{vqp / fast:.1f}" if vqp else "OOM") + f" | {ms['fused exact (fp32 in)'] / fast:.2f}"
               + f" | {row['wrong_rows_fast']}/{row['wrong_rows_exact']} of 4096 |")
+    print("\nfused fast replayed from a CUDA graph (kernels only), ms: " + ", ".join(
+        f"{row['shape']}: {row['fused fast, CUDA graph ms']:.3f}" for row in rows))
     print("\nextra GPU memory (MiB):")
     for row in rows:
         print(f"  {row['shape']}: " + ", ".join(

@@ -111,3 +111,15 @@ def test_training_forward_compiles() -> None:
     compiled = torch.compile(quantizer, backend="eager")
     out = compiled(torch.randn(4, DIM, 8))
     assert out.z_q.shape == (4, DIM, 8) and bool(quantizer.initialised)
+
+
+def test_grouped_batched_search_matches_per_group_quantizers() -> None:
+    grouped = GroupedQuantizer(DIM, 32, 4).eval()
+    assert grouped.batched_search
+    z = torch.randn(3, DIM, 9)
+    per_group = torch.cat(
+        [g.encode(chunk) for g, chunk in zip(grouped.groups, z.split(DIM // 4, dim=1))], dim=1
+    )
+    assert torch.equal(grouped.encode(z), per_group)
+    mixed = GroupedQuantizer(DIM, 125, 2, factory=lambda d, k: FiniteScalarQuantizer([5, 5, 5], dim=d))
+    assert not mixed.batched_search

@@ -1,11 +1,16 @@
-"""Grouped (multi-codebook) quantization: channels split into groups, one codebook per group."""
+"""Grouped (multi-codebook) quantization: channels split into groups, one codebook per group.
+
+When every group is a :class:`~vqcodec.quantizers.VectorQuantizer` with codebooks of one shape
+(the default), all groups are searched in a single batched ``nearest_code`` launch.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from vqcodec.quantizers.base import Quantizer, QuantizerOutput
+from vqcodec.kernels import nearest_code
+from vqcodec.quantizers.base import Quantizer, QuantizerOutput, RowQuantization, from_rows, to_rows
 from vqcodec.quantizers.residual import QuantizerFactory
 from vqcodec.quantizers.vector import VectorQuantizer
 
@@ -46,10 +51,34 @@ class GroupedQuantizer(Quantizer):
         )
         self.planes_per_group = self.groups[0].num_quantizers
         self.num_quantizers = num_codebooks * self.planes_per_group
+        self.batched_search = all(type(g) is VectorQuantizer for g in self.groups) and len(
+            {(g.codebook_size, g.codebook_dim) for g in self.groups}
+        ) == 1
+
+    def _search_all(self, z: Tensor, fast: bool) -> tuple[list, Tensor, tuple[int, ...]]:
+        """One launch for every group: per-group search inputs, indices ``[G, N]``, batch shape."""
+        rows, batch_shape = to_rows(z)
+        inputs = [g.search_inputs(r) for g, r in zip(self.groups, rows.split(self.group_dim, dim=1))]
+        xs = torch.stack([x for x, _ in inputs])  # [G, N, d]
+        codebooks = torch.stack([c for _, c in inputs])  # [G, K, d]
+        return inputs, nearest_code(xs, codebooks, fast=fast), batch_shape
+
+    def _forward_batched(self, z: Tensor) -> list:
+        inputs, indices, batch_shape = self._search_all(z, fast=self.training)
+        parts = []
+        for g, ((x, codebook), group) in enumerate(zip(inputs, self.groups)):
+            out: RowQuantization = group.quantize_searched(x, codebook, indices[g])
+            codes = out.indices.reshape(batch_shape).unsqueeze(1)
+            parts.append(QuantizerOutput(from_rows(out.z_q, batch_shape), codes, out.loss, out.metrics))
+        return parts
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         self._check_latent(z)
-        parts = [group(chunk) for group, chunk in zip(self.groups, z.split(self.group_dim, dim=1))]
+        if self.batched_search:
+            parts = self._forward_batched(z)
+        else:
+            chunks = z.split(self.group_dim, dim=1)
+            parts = [group(chunk) for group, chunk in zip(self.groups, chunks)]
         metrics = {}
         for g, out in enumerate(parts):
             metrics.update({f"group{g}/{name}": value for name, value in out.metrics.items()})
@@ -64,6 +93,9 @@ class GroupedQuantizer(Quantizer):
 
     def encode(self, z: Tensor) -> Tensor:
         self._check_latent(z)
+        if self.batched_search:
+            _, indices, batch_shape = self._search_all(z, fast=False)  # [G, N]
+            return indices.reshape(-1, *batch_shape).movedim(0, 1)
         chunks = z.split(self.group_dim, dim=1)
         return torch.cat([group.encode(chunk) for group, chunk in zip(self.groups, chunks)], dim=1)
 

@@ -102,14 +102,25 @@ class VectorQuantizer(SingleLevelQuantizer):
 
     # -- the three row operations -------------------------------------------------------------
 
-    def quantize_rows(self, rows: Tensor) -> RowQuantization:
-        x = self._lookup_rows(rows)  # [N, d]
+    def search_inputs(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The lookup-space rows ``[N, d]`` and codebook ``[K, d]`` the search compares.
+
+        In training mode this first runs the pending k-means initialisation. Exposed so that a
+        :class:`~vqcodec.quantizers.GroupedQuantizer` can search all groups in one launch.
+        """
+        x = self._lookup_rows(rows)
         if self.training and not bool(self.initialised):
             self._kmeans_init(x)
-        codebook = self.lookup_codebook()
-        indices = nearest_code(x, codebook, fast=self.training)  # [N]; exact when codes are kept
-        q = codebook[indices]  # [N, d]; carries gradient to a loss-learned codebook
+        return x, self.lookup_codebook()
 
+    def quantize_rows(self, rows: Tensor) -> RowQuantization:
+        x, codebook = self.search_inputs(rows)  # [N, d], [K, d]
+        indices = nearest_code(x, codebook, fast=self.training)  # [N]; exact when codes are kept
+        return self.quantize_searched(x, codebook, indices)
+
+    def quantize_searched(self, x: Tensor, codebook: Tensor, indices: Tensor) -> RowQuantization:
+        """Finish quantizing rows whose nearest codes are known (see :meth:`search_inputs`)."""
+        q = codebook[indices]  # [N, d]; carries gradient to a loss-learned codebook
         loss = self.commitment_weight * F.mse_loss(x.float(), q.detach().float())
         if self.codebook_learning == "loss":
             loss = loss + F.mse_loss(q.float(), x.detach().float())
