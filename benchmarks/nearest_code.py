@@ -23,8 +23,13 @@ from vector_quantize_pytorch import VectorQuantize
 from vqcodec.kernels import nearest_code
 from vqcodec.quantizers import VectorQuantizer
 
-ANCHOR_SHAPES = [(65536, 1024, 128), (262144, 1024, 8), (65536, 16384, 256), (65536, 65536, 64),
-                 (65536, 262144, 256)]
+ANCHOR_SHAPES = [
+    (65536, 1024, 128),
+    (262144, 1024, 8),
+    (65536, 16384, 256),
+    (65536, 65536, 64),
+    (65536, 262144, 256),
+]
 CHUNK_BYTES = 4 << 30  # plain-torch paths: at most 4 GiB of distances at a time
 
 
@@ -129,8 +134,11 @@ def run_shape(n: int, k: int, d: int, rate: float) -> dict:
 
     row["config_fast"] = str(fused._fast_kernel.best_config)
     row["config_exact"] = str(fused._exact_kernel.best_config)
-    print(f"{row['shape']}: fast {row['fused fast (bf16)']}, exact {row['fused exact (fp32 in)']}, "
-          f"configs {row['config_fast']} / {row['config_exact']}", flush=True)
+    print(
+        f"{row['shape']}: fast {row['fused fast (bf16)']}, exact {row['fused exact (fp32 in)']}, "
+        f"configs {row['config_fast']} / {row['config_exact']}",
+        flush=True,
+    )
     return row
 
 
@@ -150,7 +158,10 @@ def training_step(n: int = 65536, k: int = 16384, d: int = 256) -> dict:
         quantized, _, loss = theirs(zz)
         (quantized.square().mean() + loss.sum()).backward()
 
-    for name, fn in {"vqcodec VectorQuantizer": step_ours, "vector-quantize-pytorch": step_theirs}.items():
+    for name, fn in {
+        "vqcodec VectorQuantizer": step_ours,
+        "vector-quantize-pytorch": step_theirs,
+    }.items():
         try:
             results[name] = {"ms": bench(fn), "extra_mib": extra_memory(fn) / 2**20}
         except torch.OutOfMemoryError:
@@ -166,18 +177,31 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     rate = matmul_rate()
-    print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
-          f"bf16 matmul {rate / 1e12:.0f} TFLOP/s")
+    print(
+        f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+        f"bf16 matmul {rate / 1e12:.0f} TFLOP/s"
+    )
     shapes = ANCHOR_SHAPES if args.shapes == "all" else ANCHOR_SHAPES[:2]
     rows = [run_shape(n, k, d, rate) for n, k, d in shapes]
     step = training_step()
     rate_after = matmul_rate(warm_seconds=0.0)
-    print(f"bf16 matmul rate at the end of the run: {rate_after / 1e12:.0f} TFLOP/s "
-          f"(floors use the start's {rate / 1e12:.0f})")
-    names = ["fused fast (bf16)", "fused exact (fp32 in)", "torch.cdist fp32", "torch matmul tf32",
-             "torch matmul bf16", "vector-quantize-pytorch"]
-    print("\n| N, K, D | floor ms | " + " | ".join(f"{m} ms" for m in names)
-          + " | fast/floor | best torch/fast | vq-pytorch/fast | exact/fast | wrong rows fast/exact |")
+    print(
+        f"bf16 matmul rate at the end of the run: {rate_after / 1e12:.0f} TFLOP/s "
+        f"(floors use the start's {rate / 1e12:.0f})"
+    )
+    names = [
+        "fused fast (bf16)",
+        "fused exact (fp32 in)",
+        "torch.cdist fp32",
+        "torch matmul tf32",
+        "torch matmul bf16",
+        "vector-quantize-pytorch",
+    ]
+    print(
+        "\n| N, K, D | floor ms | "
+        + " | ".join(f"{m} ms" for m in names)
+        + " | fast/floor | best torch/fast | vq-pytorch/fast | exact/fast | wrong rows fast/exact |"
+    )
     print("|---" * (len(names) + 7) + "|")
     for row in rows:
         ms = {m: row[m]["ms"] for m in names}
@@ -185,22 +209,42 @@ def main() -> None:
         best_torch = min(v for m, v in ms.items() if m.startswith("torch") and v is not None)
         vqp = ms["vector-quantize-pytorch"]
         cells = [f"{v:.3f}" if v is not None else "OOM" for v in ms.values()]
-        print(f"| {', '.join(f'{s:,}' for s in row['shape'])} | {row['floor_ms']:.3f} | " + " | ".join(cells)
-              + f" | {fast / row['floor_ms']:.2f} | {best_torch / fast:.1f} | "
-              + (f"{vqp / fast:.1f}" if vqp else "OOM") + f" | {ms['fused exact (fp32 in)'] / fast:.2f}"
-              + f" | {row['wrong_rows_fast']}/{row['wrong_rows_exact']} of 4096 |")
-    print("\nfused fast replayed from a CUDA graph (kernels only), ms: " + ", ".join(
-        f"{row['shape']}: {row['fused fast, CUDA graph ms']:.3f}" for row in rows))
+        print(
+            f"| {', '.join(f'{s:,}' for s in row['shape'])} | {row['floor_ms']:.3f} | "
+            + " | ".join(cells)
+            + f" | {fast / row['floor_ms']:.2f} | {best_torch / fast:.1f} | "
+            + (f"{vqp / fast:.1f}" if vqp else "OOM")
+            + f" | {ms['fused exact (fp32 in)'] / fast:.2f}"
+            + f" | {row['wrong_rows_fast']}/{row['wrong_rows_exact']} of 4096 |"
+        )
+    print(
+        "\nfused fast replayed from a CUDA graph (kernels only), ms: "
+        + ", ".join(f"{row['shape']}: {row['fused fast, CUDA graph ms']:.3f}" for row in rows)
+    )
     print("\nextra GPU memory (MiB):")
     for row in rows:
-        print(f"  {row['shape']}: " + ", ".join(
-            f"{m}: {row[m]['extra_mib']:.0f}" if row[m]["extra_mib"] is not None else f"{m}: OOM" for m in names))
+        print(
+            f"  {row['shape']}: "
+            + ", ".join(
+                f"{m}: {row[m]['extra_mib']:.0f}"
+                if row[m]["extra_mib"] is not None
+                else f"{m}: OOM"
+                for m in names
+            )
+        )
     print("\ntraining step (forward + backward, rotation trick, EMA), N=65,536, K=16,384, D=256:")
     for name, r in step.items():
-        print(f"  {name}: " + (f"{r['ms']:.2f} ms, peak extra {r['extra_mib']:.0f} MiB" if r["ms"] else "OOM"))
+        print(
+            f"  {name}: "
+            + (f"{r['ms']:.2f} ms, peak extra {r['extra_mib']:.0f} MiB" if r["ms"] else "OOM")
+        )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(), "rate": rate, "shapes": rows, "step": step}, f, indent=1)
+            json.dump(
+                {"gpu": torch.cuda.get_device_name(), "rate": rate, "shapes": rows, "step": step},
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

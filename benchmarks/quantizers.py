@@ -58,12 +58,20 @@ PAIRS: dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module]]] = {
     ),
     "VQ, EMA, k-means init + dead codes": (
         lambda: VectorQuantizer(DIM, CODES, decay=0.8, kmeans_init=True),
-        lambda: VectorQuantize(DIM, CODES, decay=0.8, kmeans_init=True, threshold_ema_dead_code=2,
-                               commitment_weight=0.25),
+        lambda: VectorQuantize(
+            DIM,
+            CODES,
+            decay=0.8,
+            kmeans_init=True,
+            threshold_ema_dead_code=2,
+            commitment_weight=0.25,
+        ),
     ),
     "VQ, loss-learned codebook": (
         lambda: VectorQuantizer(DIM, CODES, codebook_learning="loss", commitment_weight=1.0),
-        lambda: VectorQuantize(DIM, CODES, learnable_codebook=True, ema_update=False, rotation_trick=True),
+        lambda: VectorQuantize(
+            DIM, CODES, learnable_codebook=True, ema_update=False, rotation_trick=True
+        ),
     ),
     "SimVQ": (lambda: SimVQ(DIM, CODES), lambda: ReferenceSimVQ(DIM, CODES)),
     "FSQ [8,8,4] (256 codes)": (
@@ -72,8 +80,14 @@ PAIRS: dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module]]] = {
     ),
     "Residual VQ, 4 levels": (
         lambda: ResidualQuantizer(DIM, CODES, 4, decay=0.8),
-        lambda: ResidualVQ(dim=DIM, codebook_size=CODES, num_quantizers=4, decay=0.8,
-                           rotation_trick=True, commitment_weight=0.25),
+        lambda: ResidualVQ(
+            dim=DIM,
+            codebook_size=CODES,
+            num_quantizers=4,
+            decay=0.8,
+            rotation_trick=True,
+            commitment_weight=0.25,
+        ),
     ),
     "CVQ (no counterpart)": (lambda: ClusteredVectorQuantizer(DIM, CODES), None),
 }
@@ -129,9 +143,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"data: {CLUSTERS} clusters in {DIM}-D, {CODES} codes, {args.steps} steps of {args.batch} rows, "
-          f"{args.threads} CPU thread(s), torch {torch.__version__}")
-    print("| quantizer | vqcodec MSE | vq-pytorch MSE | vqcodec usage | vq-pytorch usage | vqcodec ms/step | vq-pytorch ms/step |")
+    print(
+        f"data: {CLUSTERS} clusters in {DIM}-D, {CODES} codes, {args.steps} steps of {args.batch} rows, "
+        f"{args.threads} CPU thread(s), torch {torch.__version__}"
+    )
+    print(
+        "| quantizer | vqcodec MSE | vq-pytorch MSE | vqcodec usage | vq-pytorch usage | vqcodec ms/step | vq-pytorch ms/step |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, (ours_factory, theirs_factory) in PAIRS.items():
         torch.manual_seed(0)
@@ -141,8 +159,10 @@ def main() -> None:
         else:
             torch.manual_seed(0)
             theirs = tuple(f"{v:.4g}" for v in run(theirs_factory(), False, args.steps, args.batch))
-        print(f"| {name} | {ours[0]:.4g} | {theirs[0]} | {ours[1]:.1%} | "
-              f"{theirs[1] if theirs[1] == '–' else f'{float(theirs[1]):.1%}'} | {ours[2]:.2f} | {theirs[2]} |")
+        print(
+            f"| {name} | {ours[0]:.4g} | {theirs[0]} | {ours[1]:.1%} | "
+            f"{theirs[1] if theirs[1] == '–' else f'{float(theirs[1]):.1%}'} | {ours[2]:.2f} | {theirs[2]} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,3 +1,8 @@
 """vqcodec: neural codecs, tokenizers and vector quantizers for PyTorch."""
 
 __version__ = "0.1.0"
+
+from vqcodec.bitstream import compress, decompress  # noqa: E402
+from vqcodec.checkpoint import load, register_model  # noqa: E402
+
+__all__ = ["__version__", "compress", "decompress", "load", "register_model"]

@@ -11,7 +11,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``vqcodec``."""
     from vqcodec import __version__
 
-    parser = argparse.ArgumentParser(prog="vqcodec", description="Neural codecs and vector quantizers.")
+    parser = argparse.ArgumentParser(
+        prog="vqcodec", description="Neural codecs and vector quantizers."
+    )
     parser.add_argument("--version", action="version", version=f"vqcodec {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("env", help="print the versions and devices this install sees")

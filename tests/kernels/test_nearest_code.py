@@ -78,7 +78,9 @@ def test_empty_rows() -> None:
         (torch.ones(4, 3, dtype=torch.int64), torch.ones(5, 3, dtype=torch.int64), TypeError),
     ],
 )
-def test_bad_inputs_raise_readable_errors(x: torch.Tensor, codebook: torch.Tensor, error: type) -> None:
+def test_bad_inputs_raise_readable_errors(
+    x: torch.Tensor, codebook: torch.Tensor, error: type
+) -> None:
     with pytest.raises(error):
         nearest_code(x, codebook)
 

@@ -9,7 +9,14 @@ from vqcodec.kernels import nearest_code, nearest_code_reference
 from vqcodec.quantizers import GroupedQuantizer, ResidualQuantizer, VectorQuantizer
 
 pytestmark = pytest.mark.gpu
-SHAPES = [(1, 1, 1), (17, 33, 3), (1000, 1023, 129), (513, 4097, 300), (300, 70000, 64), (64, 5, 520)]
+SHAPES = [
+    (1, 1, 1),
+    (17, 33, 3),
+    (1000, 1023, 129),
+    (513, 4097, 300),
+    (300, 70000, 64),
+    (64, 5, 520),
+]
 
 
 def excess_distance(x: torch.Tensor, codebook: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -67,7 +74,9 @@ def test_batched_groups_in_one_call() -> None:
 def test_non_contiguous_inputs() -> None:
     x = torch.randn(64, 300, device="cuda").T  # [300, 64] with strides (1, 300)
     codebook = torch.randn(100, 64, device="cuda")[::2]
-    assert torch.equal(nearest_code(x, codebook), nearest_code(x.contiguous(), codebook.contiguous()))
+    assert torch.equal(
+        nearest_code(x, codebook), nearest_code(x.contiguous(), codebook.contiguous())
+    )
 
 
 def test_no_n_by_k_memory() -> None:

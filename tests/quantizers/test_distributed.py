@@ -23,8 +23,8 @@ from vqcodec.quantizers import (
     ResidualQuantizer,
     SimVQ,
     VectorQuantizer,
+    distributed,
 )
-from vqcodec.quantizers import distributed
 
 WORLD = 2
 
@@ -37,8 +37,12 @@ class QuantizerBank(nn.Module):
         self.encoder = nn.Conv1d(8, 8, 1)
         self.quantizers = nn.ModuleDict(
             {
-                "vq_kmeans_ema_dead": VectorQuantizer(8, 16, kmeans_init=True, decay=0.9, dead_code_threshold=0.5),
-                "vq_loss_dead": VectorQuantizer(8, 16, codebook_learning="loss", dead_code_threshold=0.5),
+                "vq_kmeans_ema_dead": VectorQuantizer(
+                    8, 16, kmeans_init=True, decay=0.9, dead_code_threshold=0.5
+                ),
+                "vq_loss_dead": VectorQuantizer(
+                    8, 16, codebook_learning="loss", dead_code_threshold=0.5
+                ),
                 "cvq": ClusteredVectorQuantizer(8, 16),
                 "simvq": SimVQ(8, 16),
                 "fsq": FiniteScalarQuantizer([5, 5, 5, 5, 3, 3, 3, 3]),
@@ -101,4 +105,12 @@ def test_codebook_state_is_identical_across_ranks(tmp_path: Path) -> None:
     control0, control1 = _run(tmp_path, synced=False)
     drifted = {name.split(".")[0] for name in control0 if control0[name] != control1[name]}
     # Without reduction, the statistics that steer each learned codebook drift apart.
-    assert {"vq_kmeans_ema_dead", "vq_loss_dead", "cvq", "simvq", "residual_dropout", "grouped", "gumbel"} <= drifted
+    assert {
+        "vq_kmeans_ema_dead",
+        "vq_loss_dead",
+        "cvq",
+        "simvq",
+        "residual_dropout",
+        "grouped",
+        "gumbel",
+    } <= drifted

@@ -29,7 +29,10 @@ def test_training_output_is_a_soft_mixture_and_trains_the_codebook() -> None:
     z = torch.randn(2, 4, 10, requires_grad=True)
     out = gq(z)
     codebook_rows = {tuple(row.tolist()) for row in gq.codebook.detach()}
-    assert any(tuple(v.tolist()) not in codebook_rows for v in out.z_q.detach().transpose(1, 2).reshape(-1, 4))
+    assert any(
+        tuple(v.tolist()) not in codebook_rows
+        for v in out.z_q.detach().transpose(1, 2).reshape(-1, 4)
+    )
     (out.z_q.sum() + out.loss).backward()
     assert gq.codebook.grad is not None and z.grad is not None
 

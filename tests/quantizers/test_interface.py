@@ -56,7 +56,9 @@ def test_shapes_and_code_ranges(quantizer: Quantizer, shape: tuple[int, ...]) ->
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
-def test_decode_of_encode_equals_forward_in_eval(quantizer: Quantizer, shape: tuple[int, ...]) -> None:
+def test_decode_of_encode_equals_forward_in_eval(
+    quantizer: Quantizer, shape: tuple[int, ...]
+) -> None:
     quantizer.train()
     quantizer(torch.randn(shape))  # one training step first, so statistics are not pristine
     quantizer.eval()
@@ -121,5 +123,7 @@ def test_grouped_batched_search_matches_per_group_quantizers() -> None:
         [g.encode(chunk) for g, chunk in zip(grouped.groups, z.split(DIM // 4, dim=1))], dim=1
     )
     assert torch.equal(grouped.encode(z), per_group)
-    mixed = GroupedQuantizer(DIM, 125, 2, factory=lambda d, k: FiniteScalarQuantizer([5, 5, 5], dim=d))
+    mixed = GroupedQuantizer(
+        DIM, 125, 2, factory=lambda d, k: FiniteScalarQuantizer([5, 5, 5], dim=d)
+    )
     assert not mixed.batched_search

@@ -70,7 +70,9 @@ def test_residual_of_fsq_levels() -> None:
 
 def test_mismatched_inner_quantizer_is_rejected() -> None:
     with pytest.raises(ValueError):
-        ResidualQuantizer(8, 100, 2, factory=lambda dim, size: FiniteScalarQuantizer([5, 5, 5], dim=dim))
+        ResidualQuantizer(
+            8, 100, 2, factory=lambda dim, size: FiniteScalarQuantizer([5, 5, 5], dim=dim)
+        )
 
 
 def test_gradient_reaches_input_through_all_levels() -> None:

@@ -82,5 +82,3 @@ def check_shapes(x: Tensor, codebook: Tensor) -> None:
         raise ValueError("the codebook is empty")
     if not (x.is_floating_point() and codebook.is_floating_point()):
         raise TypeError(f"nearest_code needs float inputs, got {x.dtype} and {codebook.dtype}")
-
-

@@ -27,12 +27,29 @@ def _configs(exact: bool) -> list[triton.Config]:
     # Shapes chosen for Hopper's 228 KB of shared memory per SM; configs that do not fit are
     # rejected by the autotuner (OutOfResources) and never chosen.
     shapes = (
-        [(128, 64, 8, 3), (64, 64, 4, 3), (128, 32, 8, 3), (64, 128, 8, 2), (128, 128, 8, 2),
-         (64, 64, 4, 2), (64, 32, 4, 3), (128, 64, 8, 2)]
+        [
+            (128, 64, 8, 3),
+            (64, 64, 4, 3),
+            (128, 32, 8, 3),
+            (64, 128, 8, 2),
+            (128, 128, 8, 2),
+            (64, 64, 4, 2),
+            (64, 32, 4, 3),
+            (128, 64, 8, 2),
+        ]
         if exact
-        else [(128, 128, 8, 3), (128, 64, 8, 3), (64, 128, 4, 3), (128, 256, 8, 2),
-              (256, 64, 8, 3), (256, 128, 8, 2), (256, 64, 8, 4), (256, 128, 8, 3),
-              (256, 64, 16, 3), (128, 64, 4, 4)]
+        else [
+            (128, 128, 8, 3),
+            (128, 64, 8, 3),
+            (64, 128, 4, 3),
+            (128, 256, 8, 2),
+            (256, 64, 8, 3),
+            (256, 128, 8, 2),
+            (256, 64, 8, 4),
+            (256, 128, 8, 3),
+            (256, 64, 16, 3),
+            (128, 64, 4, 4),
+        ]
     )
     return [
         triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
@@ -49,12 +66,22 @@ def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> 
 
 @triton.jit
 def _nearest_code_kernel(
-    x_ptr, codebook_ptr, half_norm_ptr, out_ptr,
-    N, K, D,
-    stride_xg, stride_cg,
-    N_BUCKET, K_BUCKET,  # autotuning keys only: sizes rounded to powers of two
-    D_CHUNK: tl.constexpr, NUM_D_CHUNKS: tl.constexpr, EXACT: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr,
+    codebook_ptr,
+    half_norm_ptr,
+    out_ptr,
+    N,
+    K,
+    D,
+    stride_xg,
+    stride_cg,
+    N_BUCKET,
+    K_BUCKET,  # autotuning keys only: sizes rounded to powers of two
+    D_CHUNK: tl.constexpr,
+    NUM_D_CHUNKS: tl.constexpr,
+    EXACT: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     group = tl.program_id(1).to(tl.int64)
@@ -70,8 +97,11 @@ def _nearest_code_kernel(
 
     if NUM_D_CHUNKS == 1:
         # The row tile stays on chip for the whole pass over the codebook.
-        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * D + cols[None, :],
-                    mask=row_ok[:, None] & (cols[None, :] < D), other=0.0)
+        x = tl.load(
+            x_ptr + rows[:, None].to(tl.int64) * D + cols[None, :],
+            mask=row_ok[:, None] & (cols[None, :] < D),
+            other=0.0,
+        )
         x = x.to(tl.float32) if EXACT else x.to(tl.bfloat16) if x.dtype == tl.float32 else x
 
     best = tl.full((BLOCK_N,), float("-inf"), tl.float32)
@@ -80,8 +110,11 @@ def _nearest_code_kernel(
         codes = k0 + ks
         code_ok = codes < K
         if NUM_D_CHUNKS == 1:
-            c = tl.load(codebook_ptr + codes[:, None].to(tl.int64) * D + cols[None, :],
-                        mask=code_ok[:, None] & (cols[None, :] < D), other=0.0)
+            c = tl.load(
+                codebook_ptr + codes[:, None].to(tl.int64) * D + cols[None, :],
+                mask=code_ok[:, None] & (cols[None, :] < D),
+                other=0.0,
+            )
             if EXACT:
                 score = tl.dot(x, tl.trans(c.to(tl.float32)), input_precision="tf32x3")
             else:
@@ -90,20 +123,31 @@ def _nearest_code_kernel(
             score = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
             for d0 in range(0, D, D_CHUNK):
                 d = d0 + cols
-                xc = tl.load(x_ptr + rows[:, None].to(tl.int64) * D + d[None, :],
-                             mask=row_ok[:, None] & (d[None, :] < D), other=0.0)
-                c = tl.load(codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :],
-                            mask=code_ok[:, None] & (d[None, :] < D), other=0.0)
+                xc = tl.load(
+                    x_ptr + rows[:, None].to(tl.int64) * D + d[None, :],
+                    mask=row_ok[:, None] & (d[None, :] < D),
+                    other=0.0,
+                )
+                c = tl.load(
+                    codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :],
+                    mask=code_ok[:, None] & (d[None, :] < D),
+                    other=0.0,
+                )
                 if EXACT:
-                    score = tl.dot(xc.to(tl.float32), tl.trans(c.to(tl.float32)), score,
-                                   input_precision="tf32x3")
+                    score = tl.dot(
+                        xc.to(tl.float32),
+                        tl.trans(c.to(tl.float32)),
+                        score,
+                        input_precision="tf32x3",
+                    )
                 else:
                     xc = xc.to(tl.bfloat16) if xc.dtype == tl.float32 else xc
                     score = tl.dot(xc, tl.trans(c.to(xc.dtype)), score)
         half_norm = tl.load(half_norm_ptr + codes, mask=code_ok, other=float("inf"))
         score = score - half_norm[None, :]  # x·c − ‖c‖²/2: larger is nearer
-        tile_best, tile_index = tl.max(score, axis=1, return_indices=True,
-                                       return_indices_tie_break_left=True)
+        tile_best, tile_index = tl.max(
+            score, axis=1, return_indices=True, return_indices_tie_break_left=True
+        )
         # Strictly better only: an equal score in a later tile has a higher index.
         better = tile_best > best
         best = tl.where(better, tile_best, best)
@@ -119,18 +163,23 @@ def _half_norm_kernel(codebook_ptr, out_ptr, K, D, BLOCK_K: tl.constexpr, BLOCK_
     total = tl.zeros((BLOCK_K,), tl.float32)
     for d0 in range(0, D, BLOCK_D):
         d = d0 + tl.arange(0, BLOCK_D)
-        c = tl.load(codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :],
-                    mask=code_ok[:, None] & (d[None, :] < D), other=0.0).to(tl.float32)
+        c = tl.load(
+            codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :],
+            mask=code_ok[:, None] & (d[None, :] < D),
+            other=0.0,
+        ).to(tl.float32)
         total += tl.sum(c * c, axis=1)
     tl.store(out_ptr + codes, 0.5 * total, mask=code_ok)
 
 
 _fast_kernel = triton.autotune(
-    configs=_configs(exact=False), key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
+    configs=_configs(exact=False),
+    key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
     prune_configs_by={"early_config_prune": _prune},
 )(_nearest_code_kernel)
 _exact_kernel = triton.autotune(
-    configs=_configs(exact=True), key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
+    configs=_configs(exact=True),
+    key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
     prune_configs_by={"early_config_prune": _prune},
 )(_nearest_code_kernel)
 
@@ -144,9 +193,13 @@ STREAMED_CHUNK = {"fast": 128, "exact": 64}
 def supports(x: Tensor, codebook: Tensor) -> bool:
     """Whether :func:`nearest_code_triton` handles these inputs (else use the reference)."""
     return (
-        x.is_cuda and codebook.is_cuda
-        and x.dtype in SUPPORTED_DTYPES and codebook.dtype in SUPPORTED_DTYPES
-        and x.shape[-2] > 0 and x.shape[-2] < 2**31 and codebook.shape[-2] < 2**31
+        x.is_cuda
+        and codebook.is_cuda
+        and x.dtype in SUPPORTED_DTYPES
+        and codebook.dtype in SUPPORTED_DTYPES
+        and x.shape[-2] > 0
+        and x.shape[-2] < 2**31
+        and codebook.shape[-2] < 2**31
     )
 
 
@@ -172,8 +225,19 @@ def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
             cs, half_norms, groups * k, d, BLOCK_K=256, BLOCK_D=min(padded, 64)
         )
         kernel[grid](
-            xs, cs, half_norms, out, n, k, d, n * d, k * d,
-            min(triton.next_power_of_2(n), 1 << 16), triton.next_power_of_2(k),
-            D_CHUNK=chunk, NUM_D_CHUNKS=triton.cdiv(padded, chunk), EXACT=not fast,
+            xs,
+            cs,
+            half_norms,
+            out,
+            n,
+            k,
+            d,
+            n * d,
+            k * d,
+            min(triton.next_power_of_2(n), 1 << 16),
+            triton.next_power_of_2(k),
+            D_CHUNK=chunk,
+            NUM_D_CHUNKS=triton.cdiv(padded, chunk),
+            EXACT=not fast,
         )
     return out if batched else out[0]

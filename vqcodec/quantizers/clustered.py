@@ -69,7 +69,9 @@ class ClusteredVectorQuantizer(SingleLevelQuantizer):
         self.project_out = nn.Linear(self.codebook_dim, dim) if projected else nn.Identity()
         # The reference initialises uniformly in ±1/K; the pulls move codes onto the data.
         bound = 1.0 / codebook_size
-        self.codebook = nn.Parameter(torch.empty(codebook_size, self.codebook_dim).uniform_(-bound, bound))
+        self.codebook = nn.Parameter(
+            torch.empty(codebook_size, self.codebook_dim).uniform_(-bound, bound)
+        )
         # N_k of the paper: a raw EMA from zero, as in the reference, so fresh codes pull hard.
         self.register_buffer("anchor_usage", torch.zeros(codebook_size))
         self.usage = UsageTracker(codebook_size, decay)
@@ -123,5 +125,3 @@ class ClusteredVectorQuantizer(SingleLevelQuantizer):
         all_features = distributed.all_gather_stacked(local)  # [W, K, d]
         best_rank = distributed.all_gather_stacked(distance).argmin(dim=0)  # [K]
         return all_features[best_rank, torch.arange(self.codebook_size, device=x.device)]
-
-

@@ -29,7 +29,9 @@ class FiniteScalarQuantizer(SingleLevelQuantizer):
         eps: the shrink of the bound (the paper's 1e-3).
     """
 
-    def __init__(self, levels: Sequence[int] = (8, 5, 5, 5), *, dim: int | None = None, eps: float = 1e-3) -> None:
+    def __init__(
+        self, levels: Sequence[int] = (8, 5, 5, 5), *, dim: int | None = None, eps: float = 1e-3
+    ) -> None:
         super().__init__()
         levels = [int(level) for level in levels]
         if not levels or min(levels) < 2:

@@ -41,7 +41,9 @@ class GroupedQuantizer(Quantizer):
     ) -> None:
         super().__init__()
         if num_codebooks < 1 or dim % num_codebooks:
-            raise ValueError(f"dim ({dim}) must split into num_codebooks ({num_codebooks}) equal groups")
+            raise ValueError(
+                f"dim ({dim}) must split into num_codebooks ({num_codebooks}) equal groups"
+            )
         self.dim = dim
         self.codebook_size = codebook_size
         self.num_codebooks = num_codebooks
@@ -51,14 +53,17 @@ class GroupedQuantizer(Quantizer):
         )
         self.planes_per_group = self.groups[0].num_quantizers
         self.num_quantizers = num_codebooks * self.planes_per_group
-        self.batched_search = all(type(g) is VectorQuantizer for g in self.groups) and len(
-            {(g.codebook_size, g.codebook_dim) for g in self.groups}
-        ) == 1
+        self.batched_search = (
+            all(type(g) is VectorQuantizer for g in self.groups)
+            and len({(g.codebook_size, g.codebook_dim) for g in self.groups}) == 1
+        )
 
     def _search_all(self, z: Tensor, fast: bool) -> tuple[list, Tensor, tuple[int, ...]]:
         """One launch for every group: per-group search inputs, indices ``[G, N]``, batch shape."""
         rows, batch_shape = to_rows(z)
-        inputs = [g.search_inputs(r) for g, r in zip(self.groups, rows.split(self.group_dim, dim=1))]
+        inputs = [
+            g.search_inputs(r) for g, r in zip(self.groups, rows.split(self.group_dim, dim=1))
+        ]
         xs = torch.stack([x for x, _ in inputs])  # [G, N, d]
         codebooks = torch.stack([c for _, c in inputs])  # [G, K, d]
         return inputs, nearest_code(xs, codebooks, fast=fast), batch_shape
@@ -69,7 +74,9 @@ class GroupedQuantizer(Quantizer):
         for g, ((x, codebook), group) in enumerate(zip(inputs, self.groups)):
             out: RowQuantization = group.quantize_searched(x, codebook, indices[g])
             codes = out.indices.reshape(batch_shape).unsqueeze(1)
-            parts.append(QuantizerOutput(from_rows(out.z_q, batch_shape), codes, out.loss, out.metrics))
+            parts.append(
+                QuantizerOutput(from_rows(out.z_q, batch_shape), codes, out.loss, out.metrics)
+            )
         return parts
 
     def forward(self, z: Tensor) -> QuantizerOutput:

@@ -60,7 +60,11 @@ class ResidualQuantizer(Quantizer):
             factory(dim, codebook_size, **kwargs) for _ in range(num_quantizers)
         )
         for level in self.levels:
-            if level.dim != dim or level.codebook_size != codebook_size or level.num_quantizers != 1:
+            if (
+                level.dim != dim
+                or level.codebook_size != codebook_size
+                or level.num_quantizers != 1
+            ):
                 raise ValueError(
                     "each residual level must map dim channels to one plane of codebook_size codes"
                 )
@@ -78,7 +82,11 @@ class ResidualQuantizer(Quantizer):
         self._check_latent(z)
         kept = self._levels_kept(z.shape[0], z.device)
         mask_shape = (z.shape[0],) + (1,) * (z.dim() - 1)
-        residual, z_q, loss = z, torch.zeros_like(z, dtype=torch.float32), z.new_zeros((), dtype=torch.float32)
+        residual, z_q, loss = (
+            z,
+            torch.zeros_like(z, dtype=torch.float32),
+            z.new_zeros((), dtype=torch.float32),
+        )
         codes, metrics = [], {}
         for i, level in enumerate(self.levels):
             out = level(residual)

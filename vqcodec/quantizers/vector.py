@@ -63,7 +63,9 @@ class VectorQuantizer(SingleLevelQuantizer):
     ) -> None:
         super().__init__()
         if codebook_learning not in ("ema", "loss"):
-            raise ValueError(f"codebook_learning must be 'ema' or 'loss', got {codebook_learning!r}")
+            raise ValueError(
+                f"codebook_learning must be 'ema' or 'loss', got {codebook_learning!r}"
+            )
         self.dim = dim
         self.codebook_size = codebook_size
         self.codebook_dim = codebook_dim or dim
