@@ -1,0 +1,1 @@
+"""Training: one readable accelerate loop, losses, data loading."""

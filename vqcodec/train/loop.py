@@ -1,0 +1,175 @@
+"""One training function that reads top to bottom, on HuggingFace accelerate.
+
+The same code runs on a CPU, one GPU, or ``accelerate launch`` over several GPUs and machines.
+Only the main process writes logs, checkpoints and exports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from vqcodec.checkpoint import save_pretrained
+from vqcodec.codecs.audio import AudioCodec
+from vqcodec.config import to_dict
+from vqcodec.train.config import TrainConfig
+from vqcodec.train.data import AudioFolder
+from vqcodec.train.losses import AudioReconstructionLoss
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the last step reached and the loss of every step it ran."""
+
+    step: int
+    losses: dict[int, float] = field(default_factory=dict)
+    export_dir: Path | None = None
+
+
+def _lr_lambda(config: TrainConfig):
+    optim, steps = config.optim, config.run.steps
+
+    def factor(step: int) -> float:
+        if step < optim.warmup_steps:
+            return (step + 1) / optim.warmup_steps
+        progress = min(1.0, (step - optim.warmup_steps) / max(1, steps - optim.warmup_steps))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return optim.final_lr_fraction + (1 - optim.final_lr_fraction) * cosine
+
+    return factor
+
+
+def _batches(loader: DataLoader, accelerator: Accelerator, start_batch: int):
+    """Batches forever, epoch after epoch; on resume, skip what the interrupted run consumed."""
+    epoch, skip = divmod(start_batch, len(loader))
+    while True:
+        loader.set_epoch(epoch)
+        source = accelerator.skip_first_batches(loader, skip) if skip else loader
+        yield from source
+        epoch, skip = epoch + 1, 0
+
+
+@torch.no_grad()
+def evaluate(model: AudioCodec, losses: AudioReconstructionLoss, loader: DataLoader,
+             accelerator: Accelerator, batches: int) -> dict[str, float]:
+    """Mel distance at the full and the lowest bitrate, and quantizer telemetry, on dev data."""
+    model.eval()
+    codec = accelerator.unwrap_model(model)
+    totals: dict[str, float] = {}
+    count = 0
+    for i, x in enumerate(loader):
+        if i >= batches:
+            break
+        out = model(x)
+        lowest = codec.decode(codec.encode(x, num_levels=1))[..., : x.shape[-1]]
+        values = {"mel_full": losses.mel(out.x_hat, x), "mel_lowest": losses.mel(lowest, x)}
+        values.update({k: v for k, v in out.metrics.items() if "/" not in k or "code_usage" in k})
+        for name, value in values.items():
+            totals[name] = totals.get(name, 0.0) + float(accelerator.gather(value.reshape(1)).mean())
+        count += 1
+    model.train()
+    return {f"dev/{k}": v / max(count, 1) for k, v in totals.items()}
+
+
+def train(config: TrainConfig, resume: str | Path | None = None, stop_after: int | None = None) -> TrainResult:
+    """Train an audio codec as ``config`` says.
+
+    Args:
+        config: the run's config tree.
+        resume: a checkpoint folder written by this function (``output_dir/checkpoints/step_N``);
+            the run continues exactly where it stopped (same data order, RNG states, optimiser).
+        stop_after: stop after this many steps of this call (tests; the schedule still follows
+            ``config.run.steps``).
+    """
+    run = config.run
+    accelerator = Accelerator(
+        mixed_precision=run.mixed_precision,
+        gradient_accumulation_steps=run.gradient_accumulation,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(run.seed)
+    output = Path(run.output_dir)
+
+    model = AudioCodec(config.model, name=config.model_name)
+    losses = AudioReconstructionLoss(config.model.sample_rate, config.loss).to(accelerator.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
+                                  weight_decay=config.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    train_set = AudioFolder(config.data.train, config.model.sample_rate, config.data.segment_seconds)
+    loader = DataLoader(train_set, batch_size=run.batch_size, shuffle=True, drop_last=len(train_set) >= run.batch_size,
+                        num_workers=config.data.num_workers)
+    dev_loader = None
+    if config.data.dev:
+        dev_set = AudioFolder(config.data.dev, config.model.sample_rate, config.data.segment_seconds,
+                              random_crop=False)
+        dev_loader = accelerator.prepare(DataLoader(dev_set, batch_size=run.batch_size))
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    step = 0
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        step = json.loads((Path(resume) / "progress.json").read_text())["step"]
+    log_file = output / "log.jsonl"
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+
+    result = TrainResult(step)
+    end = run.steps if stop_after is None else min(run.steps, step + stop_after)
+    progress = tqdm(total=run.steps, initial=step, disable=not accelerator.is_main_process, desc="train")
+    batches = _batches(loader, accelerator, step * run.gradient_accumulation)
+    model.train()
+    while step < end:
+        x = next(batches)
+        with accelerator.accumulate(model):
+            out = model(x)
+            terms = losses(out.x_hat, x, out.loss)
+            accelerator.backward(terms.total)
+            if accelerator.sync_gradients and config.optim.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        loss = float(accelerator.gather(terms.total.detach().reshape(1)).mean())
+        result.losses[step] = loss
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.3f}")
+        record = {}
+        if step % run.log_every == 0 or step == end:
+            record.update({"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0]})
+            record.update({k: float(v) for k, v in terms.terms.items()})
+            record.update({f"train/{k}": float(v) for k, v in out.metrics.items()
+                           if k in ("code_usage", "perplexity") or k.endswith("code_usage")
+                           or k.endswith("dead_codes")})
+        if dev_loader is not None and (step % run.eval_every == 0 or step == run.steps):
+            record.update({"step": step, **evaluate(model, losses, dev_loader, accelerator, run.eval_batches)})
+        if record and accelerator.is_main_process:
+            with log_file.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        if step % run.save_every == 0 or step == end:
+            save_checkpoint(accelerator, output / "checkpoints" / f"step_{step}", step)
+    progress.close()
+    result.step = step
+    if step == run.steps and accelerator.is_main_process:
+        result.export_dir = save_pretrained(accelerator.unwrap_model(model), output / "model")
+    accelerator.wait_for_everyone()
+    return result
+
+
+def save_checkpoint(accelerator: Accelerator, folder: Path, step: int) -> None:
+    """Full training state (model, optimiser, scheduler, RNG, sampler) plus the step number."""
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        (folder / "progress.json").write_text(json.dumps({"step": step}) + "\n")
+    accelerator.wait_for_everyone()

@@ -1,0 +1,92 @@
+"""Reconstruction losses for audio: multi-scale log-mel, multi-resolution STFT, waveform L1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class MultiScaleMelLoss(nn.Module):
+    """Mean L1 distance of log-mel spectrograms at several window sizes (DAC, EnCodec)."""
+
+    def __init__(self, sample_rate: int, windows: tuple[int, ...] = (512, 1024, 2048),
+                 mels: tuple[int, ...] = (40, 80, 160)) -> None:
+        super().__init__()
+        self.transforms = nn.ModuleList(
+            torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=w, hop_length=w // 4,
+                                                 n_mels=m, power=1.0, center=True)
+            for w, m in zip(windows, mels)
+        )
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        x_hat, x = x_hat.float(), x.float()
+        total = x.new_zeros(())
+        for mel in self.transforms:
+            total = total + F.l1_loss(torch.log(mel(x_hat) + 1e-5), torch.log(mel(x) + 1e-5))
+        return total / len(self.transforms)
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Spectral convergence plus log-magnitude L1, averaged over STFT resolutions."""
+
+    def __init__(self, windows: tuple[int, ...] = (256, 512, 1024, 2048)) -> None:
+        super().__init__()
+        self.windows = windows
+        for w in windows:
+            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+
+    def _magnitude(self, x: Tensor, w: int) -> Tensor:
+        spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft=w, hop_length=w // 4,
+                          window=getattr(self, f"window_{w}"), return_complex=True)
+        return spec.abs().clamp_min(1e-7)
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        x_hat, x = x_hat.float(), x.float()
+        total = x.new_zeros(())
+        for w in self.windows:
+            a, b = self._magnitude(x_hat, w), self._magnitude(x, w)
+            convergence = torch.linalg.norm(a - b) / torch.linalg.norm(b).clamp_min(1e-7)
+            total = total + convergence + F.l1_loss(a.log(), b.log())
+        return total / len(self.windows)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the training loss terms."""
+
+    mel: float = 1.0
+    stft: float = 1.0
+    waveform: float = 0.1
+    quantizer: float = 1.0
+
+
+@dataclass
+class LossTerms:
+    """The total and each weighted term's value (for logging)."""
+
+    total: Tensor
+    terms: dict[str, Tensor]
+
+
+class AudioReconstructionLoss(nn.Module):
+    """``mel + stft + waveform L1 + quantizer`` with :class:`LossWeights`."""
+
+    def __init__(self, sample_rate: int, weights: LossWeights = LossWeights()) -> None:
+        super().__init__()
+        self.weights = weights
+        self.mel = MultiScaleMelLoss(sample_rate)
+        self.stft = MultiResolutionSTFTLoss()
+
+    def forward(self, x_hat: Tensor, x: Tensor, quantizer_loss: Tensor) -> LossTerms:
+        terms = {
+            "mel": self.mel(x_hat, x),
+            "stft": self.stft(x_hat, x),
+            "waveform": F.l1_loss(x_hat.float(), x.float()),
+            "quantizer": quantizer_loss.float(),
+        }
+        total = sum(getattr(self.weights, name) * value for name, value in terms.items())
+        return LossTerms(total, {name: value.detach() for name, value in terms.items()})
