@@ -65,8 +65,9 @@ def load(name: str) -> nn.Module:
     raise UnknownModelError(f"unknown model {name!r} (known: {known}; or give a checkpoint folder)")
 
 
-def save_pretrained(model: nn.Module, folder: str | Path, tables: object | None = None,
-                    half: bool = False) -> Path:
+def save_pretrained(
+    model: nn.Module, folder: str | Path, tables: object | None = None, half: bool = False
+) -> Path:
     """Write ``model`` (unwrapped: no ``module.``/``_orig_mod.`` prefixes) as a release folder.
 
     Args:
@@ -86,11 +87,18 @@ def save_pretrained(model: nn.Module, folder: str | Path, tables: object | None 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if half:
         # Running statistics keep float32: counts can exceed float16's range.
-        state = {k: v.half() if v.dtype == torch.float32 and "ema" not in k and "usage" not in k
-                 else v for k, v in state.items()}
+        state = {
+            k: v.half() if v.dtype == torch.float32 and "ema" not in k and "usage" not in k else v
+            for k, v in state.items()
+        }
     save_file(state, folder / "model.safetensors")
-    meta = {"format_version": CHECKPOINT_FORMAT, "model_type": model_type, "package_version": __version__,
-            "name": model.name, "config": to_dict(model.config)}
+    meta = {
+        "format_version": CHECKPOINT_FORMAT,
+        "model_type": model_type,
+        "package_version": __version__,
+        "name": model.name,
+        "config": to_dict(model.config),
+    }
     (folder / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     if tables is not None:
         save_file(tables.to_tensors(), folder / "tables.safetensors")
@@ -108,7 +116,9 @@ def from_pretrained(folder: str | Path) -> nn.Module:
     except (FileNotFoundError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{folder} is not a model folder: {error}") from None
     if meta.get("format_version") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{folder}: checkpoint format {meta.get('format_version')} is not supported")
+        raise CheckpointError(
+            f"{folder}: checkpoint format {meta.get('format_version')} is not supported"
+        )
     types = _model_types()
     if meta.get("model_type") not in types:
         raise CheckpointError(f"{folder}: unknown model type {meta.get('model_type')!r}")

@@ -25,7 +25,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(sorted(f'{where}{k}' for k in unknown))}")
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(sorted(f'{where}{k}' for k in unknown))}"
+        )
     hints = typing.get_type_hints(cls)
     values = {name: _convert(hints[name], value, f"{where}{name}") for name, value in data.items()}
     return cls(**values)

@@ -17,8 +17,11 @@ SMOKE = Path(__file__).parents[2] / "configs" / "audio-smoke.json"
 
 
 def smoke(audio: Path, out: Path, *overrides: str) -> TrainConfig:
-    return load_config(TrainConfig, SMOKE, [f'data.train=["{audio}"]', f'data.dev=["{audio}"]',
-                                            f"run.output_dir={out}", *overrides])
+    return load_config(
+        TrainConfig,
+        SMOKE,
+        [f'data.train=["{audio}"]', f'data.dev=["{audio}"]', f"run.output_dir={out}", *overrides],
+    )
 
 
 @pytest.mark.slow
@@ -26,8 +29,10 @@ def test_resume_gives_the_same_next_step_loss(audio_folder: Path, tmp_path: Path
     config = smoke(audio_folder, tmp_path / "a", "run.steps=4", "run.save_every=2")
     whole = train(config)
     assert sorted(whole.losses) == [1, 2, 3, 4]
-    resumed = train(smoke(audio_folder, tmp_path / "b", "run.steps=4", "run.save_every=2"),
-                    resume=tmp_path / "a" / "checkpoints" / "step_2")
+    resumed = train(
+        smoke(audio_folder, tmp_path / "b", "run.steps=4", "run.save_every=2"),
+        resume=tmp_path / "a" / "checkpoints" / "step_2",
+    )
     assert sorted(resumed.losses) == [3, 4]
     assert resumed.losses[3] == whole.losses[3]
     assert resumed.losses[4] == whole.losses[4]
@@ -35,20 +40,28 @@ def test_resume_gives_the_same_next_step_loss(audio_folder: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_loss_goes_down_and_the_export_loads(audio_folder: Path, tmp_path: Path) -> None:
-    config = smoke(audio_folder, tmp_path / "run", "run.steps=40", "run.eval_every=20", "run.save_every=40")
+    config = smoke(
+        audio_folder, tmp_path / "run", "run.steps=40", "run.eval_every=20", "run.save_every=40"
+    )
     result = train(config)
     early = sum(result.losses[s] for s in range(1, 6)) / 5
     late = sum(result.losses[s] for s in range(36, 41)) / 5
     assert late < 0.8 * early
     log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
-    assert any('"dev/mel_full"' in line for line in log) and any("train/level0/code_usage" in line for line in log)
+    assert any('"dev/mel_full"' in line for line in log) and any(
+        "train/level0/code_usage" in line for line in log
+    )
     model = from_pretrained(result.export_dir)
     x = torch.randn(1, 1, 800) * 0.3
     with torch.no_grad():
-        assert torch.equal(vqcodec.decompress(vqcodec.compress(model, x), model), model.decode(model.encode(x)))
+        assert torch.equal(
+            vqcodec.decompress(vqcodec.compress(model, x), model), model.decode(model.encode(x))
+        )
 
 
-def test_unreadable_files_are_reported_and_skipped(audio_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreadable_files_are_reported_and_skipped(
+    audio_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from vqcodec.train.data import AudioFolder
 
     (audio_folder / "broken.wav").write_bytes(b"RIFF not really a wave file")

@@ -46,19 +46,8 @@ def compress(model: nn.Module, x: Tensor, num_levels: int | None = None) -> byte
     return pack_codes(codes, layout, getattr(model, "code_tables", None), extra_header=header)
 
 
-@torch.no_grad()
-def decompress(data: bytes, model: nn.Module | None = None) -> Tensor:
-    """The reconstruction ``x_hat`` from ``.vqc`` bytes.
-
-    Args:
-        data: bytes from :func:`compress`.
-        model: the model that wrote them; resolved from the header's model name when omitted.
-
-    Raises:
-        ModelMismatchError: ``model``'s config differs from the one that wrote the file.
-        BitstreamError: any other malformed input (see :mod:`vqcodec.bitstream.errors`).
-    """
-    header = read_code_header(data)
+def resolve_model(header: dict, model: nn.Module | None) -> nn.Module:
+    """The model named in ``header`` (loaded when ``model`` is None), checked against it."""
     written_by = header.get("model")
     if not isinstance(written_by, dict) or not all(
         isinstance(written_by.get(key), str) for key in ("name", "config_hash")
@@ -72,5 +61,21 @@ def decompress(data: bytes, model: nn.Module | None = None) -> Tensor:
             f"(config {written_by['config_hash']}), "
             f"not by {model.name!r} (config {config_hash(model)})"
         )
+    return model
+
+
+@torch.no_grad()
+def decompress(data: bytes, model: nn.Module | None = None) -> Tensor:
+    """The reconstruction ``x_hat`` from ``.vqc`` bytes.
+
+    Args:
+        data: bytes from :func:`compress`.
+        model: the model that wrote them; resolved from the header's model name when omitted.
+
+    Raises:
+        ModelMismatchError: ``model``'s config differs from the one that wrote the file.
+        BitstreamError: any other malformed input (see :mod:`vqcodec.bitstream.errors`).
+    """
+    model = resolve_model(read_code_header(data), model)
     codes, _ = unpack_codes(data, getattr(model, "code_tables", None))
     return model.decode(codes)

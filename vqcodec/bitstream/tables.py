@@ -140,7 +140,7 @@ class CodeTables:
         tensors["repeat"] = torch.tensor(self.repeat, dtype=torch.int64)
         for q, table in enumerate(self.level):
             if table is not None:
-                tensors[f"level.{q}"] = torch.from_numpy(table.copy())
+                tensors[f"level.{q}"] = torch.from_numpy(table.astype(np.int32))
         return tensors
 
     @classmethod

@@ -11,8 +11,15 @@ class PaddedConv1d(nn.Conv1d):
     ``t`` sees only inputs up to ``t``), else split evenly, so ``T_out = ceil(T_in / stride)``
     for inputs whose length is a multiple of the stride."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 dilation: int = 1, causal: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        causal: bool = False,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
         self.causal = causal
         self.total_padding = dilation * (kernel_size - 1) - (stride - 1)
@@ -27,8 +34,14 @@ class PaddedConvTranspose1d(nn.ConvTranspose1d):
     """Transposed convolution that trims its output to exactly ``T_in · stride``; trimming all
     from the right when ``causal``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 causal: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        causal: bool = False,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride)
         self.causal = causal
 
@@ -45,8 +58,10 @@ class ResidualUnit(nn.Module):
     def __init__(self, channels: int, dilation: int, causal: bool) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.ELU(), PaddedConv1d(channels, channels // 2, 7, dilation=dilation, causal=causal),
-            nn.ELU(), PaddedConv1d(channels // 2, channels, 1, causal=causal),
+            nn.ELU(),
+            PaddedConv1d(channels, channels // 2, 7, dilation=dilation, causal=causal),
+            nn.ELU(),
+            PaddedConv1d(channels // 2, channels, 1, causal=causal),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -57,13 +72,15 @@ def encoder_block(in_channels: int, out_channels: int, stride: int, causal: bool
     """Residual units at dilations 1, 3, 9, then a strided convolution (downsampling)."""
     return nn.Sequential(
         *(ResidualUnit(in_channels, d, causal) for d in (1, 3, 9)),
-        nn.ELU(), PaddedConv1d(in_channels, out_channels, 2 * stride, stride=stride, causal=causal),
+        nn.ELU(),
+        PaddedConv1d(in_channels, out_channels, 2 * stride, stride=stride, causal=causal),
     )
 
 
 def decoder_block(in_channels: int, out_channels: int, stride: int, causal: bool) -> nn.Sequential:
     """A transposed convolution (upsampling), then residual units at dilations 1, 3, 9."""
     return nn.Sequential(
-        nn.ELU(), PaddedConvTranspose1d(in_channels, out_channels, 2 * stride, stride, causal=causal),
+        nn.ELU(),
+        PaddedConvTranspose1d(in_channels, out_channels, 2 * stride, stride, causal=causal),
         *(ResidualUnit(out_channels, d, causal) for d in (1, 3, 9)),
     )

@@ -13,8 +13,14 @@ from vqcodec.train.config import TrainConfig
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vqcodec train", description="Train a codec.")
     parser.add_argument("config", help="JSON config file (see configs/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
     parser.add_argument("--resume", default=None, help="checkpoint folder to continue from")
     args = parser.parse_args(argv)
     try:
@@ -25,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     from vqcodec.train.loop import train
 
     result = train(config, resume=args.resume)
-    print(f"finished at step {result.step}" + (f"; model in {result.export_dir}" if result.export_dir else ""))
+    print(
+        f"finished at step {result.step}"
+        + (f"; model in {result.export_dir}" if result.export_dir else "")
+    )
     return 0
 
 

@@ -25,7 +25,9 @@ def find_audio_files(roots: Iterable[str | Path]) -> list[Path]:
         if root.is_file():
             found.append(root)
         elif root.is_dir():
-            found += [p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+            found += [
+                p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+            ]
         else:
             raise FileNotFoundError(f"audio path {root} does not exist")
     return sorted(found)
@@ -54,8 +56,13 @@ class AudioFolder(Dataset):
         random_crop: random crop offsets (training) or the start of each file (evaluation).
     """
 
-    def __init__(self, roots: Iterable[str | Path], sample_rate: int, segment_seconds: float,
-                 random_crop: bool = True) -> None:
+    def __init__(
+        self,
+        roots: Iterable[str | Path],
+        sample_rate: int,
+        segment_seconds: float,
+        random_crop: bool = True,
+    ) -> None:
         self.sample_rate = sample_rate
         self.segment = int(round(segment_seconds * sample_rate))
         self.random_crop = random_crop
@@ -91,7 +98,9 @@ class AudioFolder(Dataset):
         start = 0
         if self.random_crop and frames > needed:
             start = int(torch.randint(frames - needed + 1, ()).item())
-        data, _ = soundfile.read(str(path), start=start, frames=needed, dtype="float32", always_2d=True)
+        data, _ = soundfile.read(
+            str(path), start=start, frames=needed, dtype="float32", always_2d=True
+        )
         audio = torch.from_numpy(data.T).mean(dim=0, keepdim=True)  # mono [1, t]
         audio = to_model_rate(audio, rate, self.sample_rate)[:, : self.segment]
         return torch.nn.functional.pad(audio, (0, self.segment - audio.shape[-1]))

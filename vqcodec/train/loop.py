@@ -58,8 +58,13 @@ def _batches(loader: DataLoader, accelerator: Accelerator, start_batch: int):
 
 
 @torch.no_grad()
-def evaluate(model: AudioCodec, losses: AudioReconstructionLoss, loader: DataLoader,
-             accelerator: Accelerator, batches: int) -> dict[str, float]:
+def evaluate(
+    model: AudioCodec,
+    losses: AudioReconstructionLoss,
+    loader: DataLoader,
+    accelerator: Accelerator,
+    batches: int,
+) -> dict[str, float]:
     """Mel distance at the full and the lowest bitrate, and quantizer telemetry, on dev data."""
     model.eval()
     codec = accelerator.unwrap_model(model)
@@ -73,13 +78,17 @@ def evaluate(model: AudioCodec, losses: AudioReconstructionLoss, loader: DataLoa
         values = {"mel_full": losses.mel(out.x_hat, x), "mel_lowest": losses.mel(lowest, x)}
         values.update({k: v for k, v in out.metrics.items() if "/" not in k or "code_usage" in k})
         for name, value in values.items():
-            totals[name] = totals.get(name, 0.0) + float(accelerator.gather(value.reshape(1)).mean())
+            totals[name] = totals.get(name, 0.0) + float(
+                accelerator.gather(value.reshape(1)).mean()
+            )
         count += 1
     model.train()
     return {f"dev/{k}": v / max(count, 1) for k, v in totals.items()}
 
 
-def train(config: TrainConfig, resume: str | Path | None = None, stop_after: int | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, resume: str | Path | None = None, stop_after: int | None = None
+) -> TrainResult:
     """Train an audio codec as ``config`` says.
 
     Args:
@@ -100,16 +109,31 @@ def train(config: TrainConfig, resume: str | Path | None = None, stop_after: int
 
     model = AudioCodec(config.model, name=config.model_name)
     losses = AudioReconstructionLoss(config.model.sample_rate, config.loss).to(accelerator.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas),
-                                  weight_decay=config.optim.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.optim.lr,
+        betas=tuple(config.optim.betas),
+        weight_decay=config.optim.weight_decay,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
-    train_set = AudioFolder(config.data.train, config.model.sample_rate, config.data.segment_seconds)
-    loader = DataLoader(train_set, batch_size=run.batch_size, shuffle=True, drop_last=len(train_set) >= run.batch_size,
-                        num_workers=config.data.num_workers)
+    train_set = AudioFolder(
+        config.data.train, config.model.sample_rate, config.data.segment_seconds
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=run.batch_size,
+        shuffle=True,
+        drop_last=len(train_set) >= run.batch_size,
+        num_workers=config.data.num_workers,
+    )
     dev_loader = None
     if config.data.dev:
-        dev_set = AudioFolder(config.data.dev, config.model.sample_rate, config.data.segment_seconds,
-                              random_crop=False)
+        dev_set = AudioFolder(
+            config.data.dev,
+            config.model.sample_rate,
+            config.data.segment_seconds,
+            random_crop=False,
+        )
         dev_loader = accelerator.prepare(DataLoader(dev_set, batch_size=run.batch_size))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
@@ -124,7 +148,9 @@ def train(config: TrainConfig, resume: str | Path | None = None, stop_after: int
 
     result = TrainResult(step)
     end = run.steps if stop_after is None else min(run.steps, step + stop_after)
-    progress = tqdm(total=run.steps, initial=step, disable=not accelerator.is_main_process, desc="train")
+    progress = tqdm(
+        total=run.steps, initial=step, disable=not accelerator.is_main_process, desc="train"
+    )
     batches = _batches(loader, accelerator, step * run.gradient_accumulation)
     model.train()
     while step < end:
@@ -149,11 +175,19 @@ def train(config: TrainConfig, resume: str | Path | None = None, stop_after: int
         if step % run.log_every == 0 or step == end:
             record.update({"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0]})
             record.update({k: float(v) for k, v in terms.terms.items()})
-            record.update({f"train/{k}": float(v) for k, v in out.metrics.items()
-                           if k in ("code_usage", "perplexity") or k.endswith("code_usage")
-                           or k.endswith("dead_codes")})
+            record.update(
+                {
+                    f"train/{k}": float(v)
+                    for k, v in out.metrics.items()
+                    if k in ("code_usage", "perplexity")
+                    or k.endswith("code_usage")
+                    or k.endswith("dead_codes")
+                }
+            )
         if dev_loader is not None and (step % run.eval_every == 0 or step == run.steps):
-            record.update({"step": step, **evaluate(model, losses, dev_loader, accelerator, run.eval_batches)})
+            record.update(
+                {"step": step, **evaluate(model, losses, dev_loader, accelerator, run.eval_batches)}
+            )
         if record and accelerator.is_main_process:
             with log_file.open("a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -13,12 +13,17 @@ from torch.nn import functional as F
 class MultiScaleMelLoss(nn.Module):
     """Mean L1 distance of log-mel spectrograms at several window sizes (DAC, EnCodec)."""
 
-    def __init__(self, sample_rate: int, windows: tuple[int, ...] = (512, 1024, 2048),
-                 mels: tuple[int, ...] = (40, 80, 160)) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        windows: tuple[int, ...] = (512, 1024, 2048),
+        mels: tuple[int, ...] = (40, 80, 160),
+    ) -> None:
         super().__init__()
         self.transforms = nn.ModuleList(
-            torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=w, hop_length=w // 4,
-                                                 n_mels=m, power=1.0, center=True)
+            torchaudio.transforms.MelSpectrogram(
+                sample_rate, n_fft=w, hop_length=w // 4, n_mels=m, power=1.0, center=True
+            )
             for w, m in zip(windows, mels)
         )
 
@@ -40,8 +45,13 @@ class MultiResolutionSTFTLoss(nn.Module):
             self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
 
     def _magnitude(self, x: Tensor, w: int) -> Tensor:
-        spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft=w, hop_length=w // 4,
-                          window=getattr(self, f"window_{w}"), return_complex=True)
+        spec = torch.stft(
+            x.reshape(-1, x.shape[-1]),
+            n_fft=w,
+            hop_length=w // 4,
+            window=getattr(self, f"window_{w}"),
+            return_complex=True,
+        )
         return spec.abs().clamp_min(1e-7)
 
     def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
