@@ -1,6 +1,11 @@
 """Bitstream throughput and size, one CPU core, per coder.
 
     python benchmarks/bitstream.py [--codebook-size 1024] [--levels 8] [--frames 32768]
+    python benchmarks/bitstream.py --model audio-24k --data ../shared/data/speech/dev
+
+The second form takes real codes: the model's codes of every file under --data (whole files,
+channels mixed, no padding), each file coded as its own .vqc with the tables shipped with the
+model; sizes and times are summed over files.
 
 Synthetic codes until a trained codec exists: per plane a peaked marginal (entropy printed),
 each code repeats the previous frame's with probability 0.3, and depends on the previous
@@ -39,6 +44,24 @@ def synthetic_codes(batch: int, levels: int, frames: int, k: int, seed: int) -> 
     return codes
 
 
+def model_codes(name: str, data: str) -> tuple[list[torch.Tensor], CodeTables]:
+    """Codes ``[1, Q, frames]`` of each whole file, and the model's tables."""
+    import soundfile
+
+    from vqcodec.bitstream.audio import encode_audio
+    from vqcodec.checkpoint import load
+    from vqcodec.train.data import find_audio_files, to_model_rate
+
+    model = load(name)
+    rate = model.config.sample_rate
+    codes = []
+    for path in find_audio_files([data]):
+        audio, source_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        mono = to_model_rate(torch.from_numpy(audio.T.copy()).mean(0, keepdim=True), source_rate, rate)
+        codes.append(encode_audio(model, mono))
+    return codes, model.code_tables
+
+
 def best_of(fn, runs: int = 5) -> float:
     times = []
     for _ in range(runs):
@@ -54,40 +77,39 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=8)
     parser.add_argument("--frames", type=int, default=32768)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--model", default=None, help="take real codes from this model")
+    parser.add_argument("--data", default="../shared/data/speech/dev")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    k = args.codebook_size
-    train = synthetic_codes(args.batch, args.levels, args.frames, k, seed=1)
-    codes = synthetic_codes(args.batch, args.levels, args.frames, k, seed=2)
-    tables = CodeTables.fit([train], [k] * args.levels)
-    layout = CodeLayout.for_codes(codes, k)
-    n = codes.numel()
-    marginal = np.bincount(codes.numpy().reshape(-1), minlength=k) / n
+    if args.model:
+        files, tables = model_codes(args.model, args.data)
+        k = tables.codebook_sizes[0]
+    else:
+        k = args.codebook_size
+        train = synthetic_codes(args.batch, args.levels, args.frames, k, seed=1)
+        files = [synthetic_codes(args.batch, args.levels, args.frames, k, seed=2)]
+        tables = CodeTables.fit([train], [k] * args.levels)
+    n = sum(c.numel() for c in files)
+    flat = torch.cat([c.reshape(-1) for c in files]).numpy()
+    marginal = np.bincount(flat, minlength=k) / n
     entropy = float(-(marginal[marginal > 0] * np.log2(marginal[marginal > 0])).sum())
-    print(
-        f"{n:,} codes ({args.batch}×{args.levels}×{args.frames}), K = {k}, "
-        f"marginal entropy {entropy:.2f} bits, 1 thread, torch {torch.__version__}"
-    )
+    print(f"{n:,} codes in {len(files)} file(s), K = {k}, marginal entropy {entropy:.2f} bits, "
+          f"1 thread, torch {torch.__version__}")
     print("| coder | bits/code | encode M codes/s | decode M codes/s | chosen per stream |")
     print("|---|---|---|---|---|")
-    for name, coders in [
-        ("raw", ("raw",)),
-        ("static", ("static",)),
-        ("repeat", ("repeat",)),
-        ("level", ("level",)),
-        ("best per stream", ("raw", "static", "repeat", "level")),
-    ]:
+    for name, coders in [("raw", ("raw",)), ("static", ("static",)), ("repeat", ("repeat",)),
+                         ("level", ("level",)), ("best per stream", ("raw", "static", "repeat", "level"))]:
         use_tables = tables if coders != ("raw",) else None
-        data = pack_codes(codes, layout, use_tables, coders=coders)
-        decoded, _ = unpack_codes(data, use_tables)
-        assert torch.equal(decoded, codes)
-        encode = best_of(lambda: pack_codes(codes, layout, use_tables, coders=coders))
-        decode = best_of(lambda: unpack_codes(data, use_tables))
-        chosen = [s["coder"] for s in read_code_header(data)["codes"]["streams"]]
+        layouts = [CodeLayout.for_codes(c, k) for c in files]
+        datas = [pack_codes(c, lay, use_tables, coders=coders) for c, lay in zip(files, layouts)]
+        for c, data in zip(files, datas):
+            assert torch.equal(unpack_codes(data, use_tables)[0], c)
+        encode = best_of(lambda: [pack_codes(c, lay, use_tables, coders=coders) for c, lay in zip(files, layouts)])
+        decode = best_of(lambda: [unpack_codes(d, use_tables) for d in datas])
+        chosen = [s["coder"] for d in datas for s in read_code_header(d)["codes"]["streams"]]
         summary = ", ".join(f"{c}×{chosen.count(c)}" for c in dict.fromkeys(chosen))
-        print(
-            f"| {name} | {len(data) * 8 / n:.3f} | {n / encode / 1e6:.1f} | {n / decode / 1e6:.1f} | {summary} |"
-        )
+        size = sum(len(d) for d in datas)
+        print(f"| {name} | {size * 8 / n:.3f} | {n / encode / 1e6:.1f} | {n / decode / 1e6:.1f} | {summary} |")
 
 
 if __name__ == "__main__":

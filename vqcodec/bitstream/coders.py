@@ -29,9 +29,39 @@ Categorical = constriction.stream.model.Categorical
 CODERS = ("raw", "static", "repeat", "level")
 
 
+# Building a model costs O(K); tables are immutable, so each table's models are built once.
+# Keyed by the array's id, holding the array itself so the id cannot be reused while cached.
+_MODELS: dict[int, tuple[np.ndarray, object]] = {}
+
+
+def _cached(table: np.ndarray, build):
+    hit = _MODELS.get(id(table))
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    if len(_MODELS) > 1024:
+        _MODELS.clear()
+    model = build(table)
+    _MODELS[id(table)] = (table, model)
+    return model
+
+
 def _categorical(frequencies: np.ndarray) -> Categorical:
     # Exact dyadic float64 values: identical inputs on every machine.
-    return Categorical(frequencies.astype(np.float64) / float(1 << PRECISION), perfect=False)
+    return _cached(
+        frequencies,
+        lambda f: Categorical(f.astype(np.float64) / float(1 << PRECISION), perfect=False),
+    )
+
+
+def _categorical_rows(level: np.ndarray) -> list[Categorical]:
+    """One model per context row of a level table."""
+    return _cached(
+        level,
+        lambda table: [
+            Categorical(row.astype(np.float64) / float(1 << PRECISION), perfect=False)
+            for row in table
+        ],
+    )
 
 
 def _bernoulli(repeat: int) -> Bernoulli:
@@ -77,10 +107,11 @@ def encode_plane(
     if coder == "level":
         order, sizes = _context_groups(previous, level.shape[0])
         groups = np.split(flat[order], np.cumsum(sizes)[:-1])
+        models = _categorical_rows(level)
         # Last-in first-out: encode the last context first so the decoder reads context 0 first.
         for context in reversed(range(level.shape[0])):
             if groups[context].size:
-                ans.encode_reverse(groups[context].astype(np.int32), _categorical(level[context]))
+                ans.encode_reverse(groups[context].astype(np.int32), models[context])
     elif coder == "static":
         if flat.size:
             ans.encode_reverse(flat.astype(np.int32), _categorical(frequencies))

@@ -9,6 +9,7 @@ is deterministic.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,9 +75,10 @@ class CodeTables:
     def codebook_sizes(self) -> tuple[int, ...]:
         return tuple(int(f.size) for f in self.frequencies)
 
-    @property
+    @functools.cached_property
     def table_id(self) -> str:
-        """A content hash: files record it, readers check it."""
+        """A content hash: files record it, readers check it (computed once: tables are
+        immutable, and hashing megabytes per file would dominate coding short files)."""
         digest = hashlib.sha256()
         for q, (frequencies, repeat) in enumerate(zip(self.frequencies, self.repeat)):
             digest.update(np.ascontiguousarray(frequencies, dtype="<i8").tobytes())
