@@ -57,7 +57,9 @@ def model_codes(name: str, data: str) -> tuple[list[torch.Tensor], CodeTables]:
     codes = []
     for path in find_audio_files([data]):
         audio, source_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        mono = to_model_rate(torch.from_numpy(audio.T.copy()).mean(0, keepdim=True), source_rate, rate)
+        mono = to_model_rate(
+            torch.from_numpy(audio.T.copy()).mean(0, keepdim=True), source_rate, rate
+        )
         codes.append(encode_audio(model, mono))
     return codes, model.code_tables
 
@@ -93,23 +95,36 @@ def main() -> None:
     flat = torch.cat([c.reshape(-1) for c in files]).numpy()
     marginal = np.bincount(flat, minlength=k) / n
     entropy = float(-(marginal[marginal > 0] * np.log2(marginal[marginal > 0])).sum())
-    print(f"{n:,} codes in {len(files)} file(s), K = {k}, marginal entropy {entropy:.2f} bits, "
-          f"1 thread, torch {torch.__version__}")
+    print(
+        f"{n:,} codes in {len(files)} file(s), K = {k}, marginal entropy {entropy:.2f} bits, "
+        f"1 thread, torch {torch.__version__}"
+    )
     print("| coder | bits/code | encode M codes/s | decode M codes/s | chosen per stream |")
     print("|---|---|---|---|---|")
-    for name, coders in [("raw", ("raw",)), ("static", ("static",)), ("repeat", ("repeat",)),
-                         ("level", ("level",)), ("best per stream", ("raw", "static", "repeat", "level"))]:
+    for name, coders in [
+        ("raw", ("raw",)),
+        ("static", ("static",)),
+        ("repeat", ("repeat",)),
+        ("level", ("level",)),
+        ("best per stream", ("raw", "static", "repeat", "level")),
+    ]:
         use_tables = tables if coders != ("raw",) else None
         layouts = [CodeLayout.for_codes(c, k) for c in files]
         datas = [pack_codes(c, lay, use_tables, coders=coders) for c, lay in zip(files, layouts)]
         for c, data in zip(files, datas):
             assert torch.equal(unpack_codes(data, use_tables)[0], c)
-        encode = best_of(lambda: [pack_codes(c, lay, use_tables, coders=coders) for c, lay in zip(files, layouts)])
+        encode = best_of(
+            lambda: [
+                pack_codes(c, lay, use_tables, coders=coders) for c, lay in zip(files, layouts)
+            ]
+        )
         decode = best_of(lambda: [unpack_codes(d, use_tables) for d in datas])
         chosen = [s["coder"] for d in datas for s in read_code_header(d)["codes"]["streams"]]
         summary = ", ".join(f"{c}×{chosen.count(c)}" for c in dict.fromkeys(chosen))
         size = sum(len(d) for d in datas)
-        print(f"| {name} | {size * 8 / n:.3f} | {n / encode / 1e6:.1f} | {n / decode / 1e6:.1f} | {summary} |")
+        print(
+            f"| {name} | {size * 8 / n:.3f} | {n / encode / 1e6:.1f} | {n / decode / 1e6:.1f} | {summary} |"
+        )
 
 
 if __name__ == "__main__":
