@@ -17,7 +17,8 @@ import torch
 
 from vqcodec.bitstream.audio import compress_audio, decompress_audio
 from vqcodec.checkpoint import load
-from vqcodec.train.data import find_audio_files, to_model_rate
+from vqcodec.codecs.audio import resample
+from vqcodec.train.data import find_audio_files
 from vqcodec.train.losses import MultiScaleMelLoss
 
 
@@ -60,8 +61,8 @@ def main() -> None:
             dec_t += time.perf_counter() - start
             duration = audio.shape[-1] / rate
             bits, seconds = bits + 8 * len(coded), seconds + duration
-            reference = to_model_rate(audio.mean(0, keepdim=True), rate, 24000)
-            estimate = to_model_rate(decoded.mean(0, keepdim=True), rate, 24000)
+            reference = resample(audio.mean(0, keepdim=True), rate, 24000)
+            estimate = resample(decoded.mean(0, keepdim=True), rate, 24000)
             mels += float(mel(estimate[None], reference[None])) * duration
             sdrs += si_sdr(decoded.mean(0), audio.mean(0)) * duration
         print(

@@ -50,16 +50,15 @@ def model_codes(name: str, data: str) -> tuple[list[torch.Tensor], CodeTables]:
 
     from vqcodec.bitstream.audio import encode_audio
     from vqcodec.checkpoint import load
-    from vqcodec.train.data import find_audio_files, to_model_rate
+    from vqcodec.codecs.audio import resample
+    from vqcodec.train.data import find_audio_files
 
     model = load(name)
     rate = model.config.sample_rate
     codes = []
     for path in find_audio_files([data]):
         audio, source_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        mono = to_model_rate(
-            torch.from_numpy(audio.T.copy()).mean(0, keepdim=True), source_rate, rate
-        )
+        mono = resample(torch.from_numpy(audio.T.copy()).mean(0, keepdim=True), source_rate, rate)
         codes.append(encode_audio(model, mono))
     return codes, model.code_tables
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from vqcodec.bitstream.codes import CodeLayout, pack_codes, read_code_header, unpack_codes
 from vqcodec.bitstream.compress import config_hash, resolve_model
 from vqcodec.bitstream.errors import HeaderError
-from vqcodec.train.data import to_model_rate
+from vqcodec.codecs.audio import resample
 
 CHUNK_FRAMES = 750  # 10 s at 75 Hz per chunk
 CONTEXT_FRAMES = 16  # each side; covers the SEANet receptive field (measured in the tests)
@@ -73,7 +73,7 @@ def compress_audio(
             f"expected audio [channels, samples] with samples, got {tuple(audio.shape)}"
         )
     device = next(model.parameters()).device
-    resampled = to_model_rate(audio.float(), sample_rate, model.config.sample_rate).to(device)
+    resampled = resample(audio.float(), sample_rate, model.config.sample_rate).to(device)
     codes = encode_audio(model, resampled, num_levels=num_levels).cpu()
     header = {
         "model": {"name": model.name, "config_hash": config_hash(model)},
@@ -120,7 +120,7 @@ def decompress_audio(data: bytes, model: nn.Module | None = None) -> tuple[Tenso
         raise HeaderError("header's channel count disagrees with its codes")
     device = next(model.parameters()).device
     audio = decode_audio(model, codes.to(device)).float().cpu()
-    audio = to_model_rate(audio, model.config.sample_rate, signal["sample_rate"])
+    audio = resample(audio, model.config.sample_rate, signal["sample_rate"])
     length = signal["length"]
     audio = torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))[:, :length]
     return audio, signal["sample_rate"]

@@ -3,10 +3,11 @@ with a residual quantizer and quantizer dropout, so one model serves several bit
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
-import torch
+import torchaudio
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -140,7 +141,7 @@ class AudioCodec(nn.Module):
         """Training and evaluation pass on ``x [B, 1, T]``."""
         length = x.shape[-1]
         out = self.quantizer(self.encoder(self._check(x)))
-        x_hat = self.decoder(out.z_q.to(x.dtype) if not torch.is_autocast_enabled() else out.z_q)
+        x_hat = self.decoder(out.z_q)
         return CodecOutput(x_hat[..., :length], out.codes, out.loss, out.metrics)
 
     def encode(self, x: Tensor, num_levels: int | None = None) -> Tensor:
@@ -150,3 +151,13 @@ class AudioCodec(nn.Module):
     def decode(self, codes: Tensor) -> Tensor:
         """Waveform ``[B, 1, T' · hop]`` from codes ``[B, n, T']`` (any ``n`` ≤ levels)."""
         return self.decoder(self.quantizer.decode(codes))
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(source: int, target: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(source, target)
+
+
+def resample(audio: Tensor, source_rate: int, target_rate: int) -> Tensor:
+    """Resample ``[..., T]`` from ``source_rate`` to ``target_rate`` (torchaudio, windowed sinc)."""
+    return audio if source_rate == target_rate else _resampler(source_rate, target_rate)(audio)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Iterable
@@ -10,9 +9,10 @@ from pathlib import Path
 
 import soundfile
 import torch
-import torchaudio
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from vqcodec.codecs.audio import resample
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 log = logging.getLogger(__name__)
@@ -31,16 +31,6 @@ def find_audio_files(roots: Iterable[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"audio path {root} does not exist")
     return sorted(found)
-
-
-@functools.lru_cache(maxsize=16)
-def _resampler(source: int, target: int) -> torchaudio.transforms.Resample:
-    return torchaudio.transforms.Resample(source, target)
-
-
-def to_model_rate(audio: Tensor, source_rate: int, target_rate: int) -> Tensor:
-    """Resample ``[..., T]`` from ``source_rate`` to ``target_rate`` (torchaudio, sinc)."""
-    return audio if source_rate == target_rate else _resampler(source_rate, target_rate)(audio)
 
 
 class AudioFolder(Dataset):
@@ -102,5 +92,5 @@ class AudioFolder(Dataset):
             str(path), start=start, frames=needed, dtype="float32", always_2d=True
         )
         audio = torch.from_numpy(data.T).mean(dim=0, keepdim=True)  # mono [1, t]
-        audio = to_model_rate(audio, rate, self.sample_rate)[:, : self.segment]
+        audio = resample(audio, rate, self.sample_rate)[:, : self.segment]
         return torch.nn.functional.pad(audio, (0, self.segment - audio.shape[-1]))
