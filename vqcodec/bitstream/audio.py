@@ -23,8 +23,18 @@ CHUNK_FRAMES = 750  # 10 s at 75 Hz per chunk
 CONTEXT_FRAMES = 16  # each side; covers the SEANet receptive field (measured in the tests)
 
 
-def _chunks(total: int, size: int) -> list[tuple[int, int]]:
-    return [(start, min(start + size, total)) for start in range(0, total, size)]
+def _windows(frames: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
+    """``(start, stop, left, right)`` frame indices: each chunk ``[start, stop)`` is computed
+    from the window ``[left, right)`` that adds ``context`` frames on each side."""
+    return [
+        (
+            start,
+            min(start + chunk, frames),
+            max(0, start - context),
+            min(frames, start + chunk + context),
+        )
+        for start in range(0, frames, chunk)
+    ]
 
 
 @torch.no_grad()
@@ -40,8 +50,7 @@ def encode_audio(
     frames = math.ceil(audio.shape[-1] / hop)
     x = torch.nn.functional.pad(audio, (0, frames * hop - audio.shape[-1]))[:, None]  # [C, 1, T]
     parts = []
-    for start, stop in _chunks(frames, chunk_frames):
-        left, right = max(0, start - context_frames), min(frames, stop + context_frames)
+    for start, stop, left, right in _windows(frames, chunk_frames, context_frames):
         codes = model.encode(x[..., left * hop : right * hop], num_levels=num_levels)
         parts.append(codes[..., start - left : stop - left])
     return torch.cat(parts, dim=-1)
@@ -57,8 +66,7 @@ def decode_audio(
     """Waveform ``[C, frames · hop]`` from codes ``[C, n, frames]``, chunk by chunk."""
     hop, frames = model.hop_length, codes.shape[-1]
     parts = []
-    for start, stop in _chunks(frames, chunk_frames):
-        left, right = max(0, start - context_frames), min(frames, stop + context_frames)
+    for start, stop, left, right in _windows(frames, chunk_frames, context_frames):
         audio = model.decode(codes[..., left:right])[:, 0]
         parts.append(audio[:, (start - left) * hop : (stop - left) * hop])
     return torch.cat(parts, dim=-1)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from vqcodec.bitstream.coders import CODERS, decode_plane, encode_plane
 from vqcodec.bitstream.container import read_header, read_streams, write_container
-from vqcodec.bitstream.errors import BitstreamError, HeaderError, MissingTablesError
+from vqcodec.bitstream.errors import HeaderError, MissingTablesError
 from vqcodec.bitstream.tables import PRECISION, CodeTables
 
 MAX_CODES = 1 << 24  # per file: bounds what a reader allocates before decoding (128 MiB)
@@ -221,4 +221,4 @@ def _int_list(value: object, low: int, high: int) -> bool:
     )
 
 
-__all__ = ["BitstreamError", "CodeLayout", "pack_codes", "read_code_header", "unpack_codes"]
+__all__ = ["CodeLayout", "pack_codes", "read_code_header", "unpack_codes"]

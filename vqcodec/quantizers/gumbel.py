@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from vqcodec.kernels import nearest_code
 from vqcodec.quantizers import distributed
-from vqcodec.quantizers.base import RowQuantization, SingleLevelQuantizer
+from vqcodec.quantizers.base import RowQuantization, SingleLevelQuantizer, zero_loss
 from vqcodec.quantizers.telemetry import UsageTracker, code_histogram, usage_metrics
 
 
@@ -100,7 +100,7 @@ class GumbelQuantizer(SingleLevelQuantizer):
         if not self.training:
             indices = self.encode_rows(rows)
             z_q = self.decode_rows(indices)
-            loss = torch.zeros((), device=rows.device)
+            loss = zero_loss(rows)
         else:
             self._maybe_replace_least_used_code()
             distances = self.squared_distances(rows)  # [N, K]
