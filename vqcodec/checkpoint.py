@@ -31,8 +31,9 @@ class CheckpointError(ValueError):
 
 def _model_types() -> dict[str, tuple[type, type]]:
     from vqcodec.codecs.audio import AudioCodec, AudioCodecConfig
+    from vqcodec.codecs.image import ImageCodec, ImageCodecConfig
 
-    return {"audio": (AudioCodec, AudioCodecConfig)}
+    return {"audio": (AudioCodec, AudioCodecConfig), "image": (ImageCodec, ImageCodecConfig)}
 
 
 def register_model(name: str, factory: Callable[[], nn.Module], *, replace: bool = False) -> None:

@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a codec (same as python -m vqcodec.train)", add_help=False
     )
     train.add_argument("rest", nargs=argparse.REMAINDER)
+    evaluate = sub.add_parser(
+        "eval", help="rate-distortion of an audio model (and Opus) on a folder of lossless files"
+    )
+    evaluate.add_argument("data", help="audio file or folder (lossless references)")
+    evaluate.add_argument("--model", default="audio-24k", help="model name or folder")
+    evaluate.add_argument("--levels", default="2,4,8", help="residual levels to code with")
+    evaluate.add_argument("--opus", default="", help="Opus bitrates in kb/s, e.g. 6,8,12")
+    evaluate.add_argument("--plot", default=None, help="write a rate-distortion PNG here")
+    evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     return parser
 
 
@@ -223,6 +232,51 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from vqcodec.eval.audio import (
+        markdown_table,
+        model_round_trip,
+        opus_round_trip,
+        plot,
+        rate_point,
+    )
+    from vqcodec.eval.metrics import MissingMetricPackage
+    from vqcodec.eval.opus import OpusUnavailable
+    from vqcodec.train.data import find_audio_files
+
+    try:
+        files = find_audio_files([args.data])
+        levels = [int(n) for n in args.levels.split(",") if n]
+        opus = [float(k) for k in args.opus.split(",") if k]
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(str(error)) from None
+    if not files:
+        raise UserError(f"{args.data}: no audio files found")
+    model = _load_model(args.model, args.device)
+    points = []
+    try:
+        for n in levels:
+            desc = f"{model.name} {n} levels"
+            points.append(
+                rate_point(model.name, f"{n} levels", files, model_round_trip(model, n),
+                           lambda items, d=desc: _progress(list(items), d))
+            )  # fmt: skip
+        for kbps in opus:
+            desc = f"opus {kbps:g} kb/s"
+            points.append(
+                rate_point("opus", f"{kbps:g} kb/s", files, opus_round_trip(kbps),
+                           lambda items, d=desc: _progress(list(items), d))
+            )  # fmt: skip
+    except (MissingMetricPackage, OpusUnavailable) as error:
+        raise UserError(str(error)) from None
+    print(f"{len(files)} files from {args.data}")
+    print(markdown_table(points))
+    if args.plot:
+        plot(points, args.plot)
+        print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
 def _read_file(path: Path) -> bytes:
     if not path.is_file():
         raise UserError(f"{path} does not exist or is not a file")
@@ -260,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "info": _info,
         "verify": _verify,
         "env": lambda _: _env(),
+        "eval": _evaluate,
     }
     if args.command not in verbs:
         parser.print_help(sys.stderr)

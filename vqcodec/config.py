@@ -100,12 +100,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    """Read ``cls`` from a JSON file, with dotted overrides."""
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from a file, or :class:`ConfigError` saying what is wrong."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
-    return from_dict(cls, apply_overrides(data, overrides or []))
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    """Read ``cls`` from a JSON file, with dotted overrides."""
+    return from_dict(cls, apply_overrides(read_json(path), overrides or []))

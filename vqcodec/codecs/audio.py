@@ -30,6 +30,8 @@ class AudioCodecConfig:
         quantizer_dropout: fraction of training items coded with a random number of levels.
         commitment_weight: β of the quantizer's commitment term.
         causal: causal convolutions (streaming-friendly) instead of centred ones.
+        cosine: search and emit l2-normalised codes (direction only). Off by default: each level
+            then codes a residual's magnitude as well as its direction (EnCodec's Euclidean RVQ).
         standardize_latent: standardise each latent channel with running statistics (batch
             norm without affine terms) before quantization. Without it the encoder's latent
             starts as a large shared offset with tiny variation, and the codebooks collapse
@@ -47,6 +49,7 @@ class AudioCodecConfig:
     quantizer_dropout: float = 0.5
     commitment_weight: float = 0.25
     causal: bool = False
+    cosine: bool = False
     standardize_latent: bool = True
 
 
@@ -100,7 +103,7 @@ class AudioCodec(nn.Module):
             config.num_quantizers,
             quantizer_dropout=config.quantizer_dropout,
             codebook_dim=config.codebook_dim,
-            cosine=True,
+            cosine=config.cosine,
             kmeans_init=True,
             commitment_weight=config.commitment_weight,
         )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vqcodec.config import ConfigError, load_config
-from vqcodec.train.config import TrainConfig
+from vqcodec.config import ConfigError
+from vqcodec.train.config import load_train_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", default=None, help="checkpoint folder to continue from")
     args = parser.parse_args(argv)
     try:
-        config = load_config(TrainConfig, args.config, args.overrides)
+        config = load_train_config(args.config, args.overrides)
     except ConfigError as error:
         print(f"vqcodec train: {error}", file=sys.stderr)
         return 2

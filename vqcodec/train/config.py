@@ -1,21 +1,36 @@
-"""The training run's config tree (read from ``configs/*.json``; see :mod:`vqcodec.config`)."""
+"""The training run's config tree (read from ``configs/*.json``; see :mod:`vqcodec.config`).
+
+A config's ``kind`` (``audio``, the default, or ``image``) picks the tree: :class:`TrainConfig`
+for audio codecs, :class:`ImageTrainConfig` for image codecs; both share the data, optimiser and
+run sections. :func:`load_train_config` reads either.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from vqcodec.codecs.audio import AudioCodecConfig
-from vqcodec.train.losses import LossWeights
+from vqcodec.codecs.image import ImageCodecConfig
+from vqcodec.config import ConfigError, apply_overrides, from_dict, read_json
+from vqcodec.train.losses import ImageLossWeights, LossWeights
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the audio is and how it is cut."""
+    """Where the data is and how it is cut.
+
+    ``segment_seconds`` applies to audio, ``crop`` (square side in pixels) to images;
+    ``exclude`` lists file-name patterns (``fnmatch``) left out, e.g. files whose license does
+    not allow shipping a model trained on them.
+    """
 
     train: tuple[str, ...] = ()
     dev: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
     segment_seconds: float = 1.0
+    crop: int = 256
     num_workers: int = 0
 
 
@@ -36,7 +51,11 @@ class RunConfig:
     """Length, batch, precision and bookkeeping of a run.
 
     ``batch_size`` is per process; the effective batch is
-    ``batch_size · processes · gradient_accumulation``. Steps count optimiser updates.
+    ``batch_size · processes · gradient_accumulation``. Steps count optimiser updates, and the
+    learning-rate schedule follows them whatever the number of processes; the learning rate is
+    not rescaled when processes are added (set ``optim.lr`` yourself if you want that).
+    ``check_replicas_every``: every so many steps each process hashes its parameters and
+    quantizer state and the run stops if any process disagrees with process 0 (0: never).
     """
 
     output_dir: str = "runs/audio"
@@ -48,16 +67,45 @@ class RunConfig:
     eval_every: int = 500
     save_every: int = 500
     eval_batches: int = 4
+    check_replicas_every: int = 500
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run reads."""
+    """Everything a training run of an audio codec reads."""
 
+    kind: Literal["audio"] = "audio"
     model_name: str = "audio-custom"
     model: AudioCodecConfig = field(default_factory=AudioCodecConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+@dataclass(frozen=True)
+class ImageTrainConfig:
+    """Everything a training run of an image codec reads."""
+
+    kind: Literal["image"] = "image"
+    model_name: str = "image-custom"
+    model: ImageCodecConfig = field(default_factory=ImageCodecConfig)
+    loss: ImageLossWeights = field(default_factory=ImageLossWeights)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="runs/image"))
+
+
+CONFIG_KINDS = {"audio": TrainConfig, "image": ImageTrainConfig}
+
+
+def load_train_config(
+    path: str | Path, overrides: list[str] | None = None
+) -> TrainConfig | ImageTrainConfig:
+    """Read a training config of either kind from JSON, with dotted ``key=value`` overrides."""
+    data = apply_overrides(read_json(path), overrides or [])
+    kind = data.get("kind", "audio")
+    if kind not in CONFIG_KINDS:
+        raise ConfigError(f"kind: unknown kind {kind!r} (audio or image)")
+    return from_dict(CONFIG_KINDS[kind], data)

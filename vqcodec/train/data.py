@@ -1,12 +1,15 @@
-"""Audio folders as datasets: any file soundfile can read, mixed to mono, resampled, cropped."""
+"""Folders as datasets: audio (any file soundfile can read, mixed to mono, resampled, cropped)
+and images (any file Pillow can read, as RGB crops)."""
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import soundfile
 import torch
 from torch import Tensor
@@ -18,19 +21,9 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 log = logging.getLogger(__name__)
 
 
-def find_audio_files(roots: Iterable[str | Path]) -> list[Path]:
+def find_audio_files(roots: Iterable[str | Path], exclude: Iterable[str] = ()) -> list[Path]:
     """Audio files under ``roots`` (files or folders, searched recursively), sorted."""
-    found = []
-    for root in map(Path, roots):
-        if root.is_file():
-            found.append(root)
-        elif root.is_dir():
-            found += [
-                p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-            ]
-        else:
-            raise FileNotFoundError(f"audio path {root} does not exist")
-    return sorted(found)
+    return find_files(roots, AUDIO_SUFFIXES, exclude)
 
 
 class AudioFolder(Dataset):
@@ -52,13 +45,14 @@ class AudioFolder(Dataset):
         sample_rate: int,
         segment_seconds: float,
         random_crop: bool = True,
+        exclude: Iterable[str] = (),
     ) -> None:
         self.sample_rate = sample_rate
         self.segment = int(round(segment_seconds * sample_rate))
         self.random_crop = random_crop
         self.files: list[tuple[Path, int, int]] = []  # path, frames, rate
         self.skipped: list[tuple[Path, str]] = []
-        for path in find_audio_files(roots):
+        for path in find_audio_files(roots, exclude):
             try:
                 info = soundfile.info(str(path))
                 if info.frames <= 0:
@@ -94,3 +88,89 @@ class AudioFolder(Dataset):
         audio = torch.from_numpy(data.T).mean(dim=0, keepdim=True)  # mono [1, t]
         audio = resample(audio, rate, self.sample_rate)[:, : self.segment]
         return torch.nn.functional.pad(audio, (0, self.segment - audio.shape[-1]))
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def find_files(
+    roots: Iterable[str | Path], suffixes: tuple[str, ...], exclude: Iterable[str] = ()
+) -> list[Path]:
+    """Files with one of ``suffixes`` under ``roots`` (files or folders, recursive), sorted,
+    leaving out names matching any ``exclude`` pattern (``fnmatch``)."""
+    found = []
+    for root in map(Path, roots):
+        if root.is_file():
+            found.append(root)
+        elif root.is_dir():
+            found += [p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()]
+        else:
+            raise FileNotFoundError(f"data path {root} does not exist")
+    patterns = list(exclude)
+    return sorted(p for p in found if not any(fnmatch.fnmatch(p.name, x) for x in patterns))
+
+
+def read_image(path: str | Path) -> Tensor:
+    """``[3, H, W]`` float32 in ``[0, 1]`` (any Pillow format, converted to RGB)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
+
+
+class ImageFolder(Dataset):
+    """Square crops of every readable image under ``roots``.
+
+    Training crops are random with random horizontal flips; evaluation crops are centred.
+    Images smaller than the crop are padded by edge replication. Unreadable files are reported
+    once and left out, as in :class:`AudioFolder`.
+    """
+
+    def __init__(
+        self,
+        roots: Iterable[str | Path],
+        crop: int,
+        random_crop: bool = True,
+        exclude: Iterable[str] = (),
+    ) -> None:
+        from PIL import Image
+
+        self.crop, self.random_crop = crop, random_crop
+        self._cache: dict[int, Tensor] = {}
+        self.files: list[Path] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for path in find_files(roots, IMAGE_SUFFIXES, exclude):
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+                self.files.append(path)
+            except Exception as error:  # Pillow raises several types for unreadable files
+                self.skipped.append((path, str(error)))
+                log.warning("skipping unreadable image %s: %s", path, error)
+        if not self.files:
+            raise ValueError(f"no readable images under {', '.join(map(str, roots))}")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Tensor:
+        # Decoded images are kept (as uint8, per worker): photo folders are small and decoding
+        # a megapixel JPEG costs more than a training step's share of the GPU.
+        if index not in self._cache:
+            self._cache[index] = (read_image(self.files[index]) * 255).round().to(torch.uint8)
+        image = self._cache[index].float() / 255
+        c = self.crop
+        pad_h, pad_w = max(0, c - image.shape[1]), max(0, c - image.shape[2])
+        if pad_h or pad_w:
+            image = torch.nn.functional.pad(image[None], (0, pad_w, 0, pad_h), "replicate")[0]
+        h, w = image.shape[1:]
+        if self.random_crop:
+            top = int(torch.randint(h - c + 1, ()).item())
+            left = int(torch.randint(w - c + 1, ()).item())
+        else:
+            top, left = (h - c) // 2, (w - c) // 2
+        image = image[:, top : top + c, left : left + c]
+        if self.random_crop and bool(torch.rand(()) < 0.5):
+            image = image.flip(-1)
+        return image.contiguous()

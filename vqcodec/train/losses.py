@@ -1,4 +1,5 @@
-"""Reconstruction losses for audio: multi-scale log-mel, multi-resolution STFT, waveform L1."""
+"""Reconstruction losses: audio (multi-scale log-mel, multi-resolution STFT, waveform L1) and
+images (L1, L2, MS-SSIM)."""
 
 from __future__ import annotations
 
@@ -98,5 +99,41 @@ class AudioReconstructionLoss(nn.Module):
             "waveform": F.l1_loss(x_hat.float(), x.float()),
             "quantizer": quantizer_loss.float(),
         }
+        total = sum(getattr(self.weights, name) * value for name, value in terms.items())
+        return LossTerms(total, {name: value.detach() for name, value in terms.items()})
+
+
+@dataclass(frozen=True)
+class ImageLossWeights:
+    """Weights of the image training loss terms (images in ``[0, 1]``)."""
+
+    l1: float = 1.0
+    l2: float = 0.0
+    ms_ssim: float = 0.5
+    quantizer: float = 1.0
+
+
+class ImageReconstructionLoss(nn.Module):
+    """``l1 + l2 + (1 - MS-SSIM) + quantizer`` with :class:`ImageLossWeights`.
+
+    MS-SSIM (Wang et al. 2003, five scales, via ``pytorch_msssim``) needs crops of at least
+    161 pixels per side.
+    """
+
+    def __init__(self, weights: ImageLossWeights = ImageLossWeights()) -> None:
+        super().__init__()
+        self.weights = weights
+
+    def forward(self, x_hat: Tensor, x: Tensor, quantizer_loss: Tensor) -> LossTerms:
+        from pytorch_msssim import ms_ssim
+
+        x_hat, x = x_hat.float(), x.float()
+        terms = {
+            "l1": F.l1_loss(x_hat, x),
+            "l2": F.mse_loss(x_hat, x),
+            "quantizer": quantizer_loss.float(),
+        }
+        if self.weights.ms_ssim > 0:
+            terms["ms_ssim"] = 1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0)
         total = sum(getattr(self.weights, name) * value for name, value in terms.items())
         return LossTerms(total, {name: value.detach() for name, value in terms.items()})

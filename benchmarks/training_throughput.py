@@ -1,0 +1,89 @@
+"""Training throughput on 1 and N GPUs with the same per-process batch (data-parallel scaling).
+
+Runs ``vqcodec.train`` (one process) and ``accelerate launch --multi_gpu`` (N processes) on a
+config for a fixed number of steps, then reads each run's ``log.jsonl`` and reports samples per
+second between the first logged step after warm-up and the last, plus the replica checks passed.
+
+    python benchmarks/training_throughput.py configs/audio-24k.json --gpus 1 2 --steps 600 \
+        --set 'data.train=[".data/speech/train"]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def run(config: str, processes: int, steps: int, warmup: int, out: Path, overrides: list[str]):
+    if processes == 1:
+        launcher = [sys.executable, "-m", "vqcodec.train"]
+    else:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+        launcher += ["--num_processes", str(processes), "--num_machines", "1"]
+        launcher += ["--mixed_precision", "bf16", "--dynamo_backend", "no", "-m", "vqcodec.train"]
+    sets = [
+        f"run.output_dir={out}",
+        f"run.steps={steps}",
+        f"run.log_every={warmup // 2}",
+        f"run.save_every={steps * 10}",
+        f"run.eval_every={steps * 10}",
+        f"run.check_replicas_every={warmup // 2}",
+        *overrides,
+    ]
+    command = [*launcher, config, *(a for s in sets for a in ("--set", s))]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+    if result.returncode != 0:
+        sys.exit(f"{processes}-process run failed:\n{result.stderr[-4000:]}")
+    wall = time.perf_counter() - started
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    timed = [r for r in log if "elapsed_s" in r and "loss" in r]
+    first = next(r for r in timed if r["step"] >= warmup)
+    last = timed[-1]
+    batch = json.loads((out / "config.json").read_text())["run"]["batch_size"]
+    samples = (last["step"] - first["step"]) * batch * processes
+    checks = sum(1 for r in log if "replicas_agree" in r)
+    return samples / (last["elapsed_s"] - first["elapsed_s"]), checks, wall, last["loss"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--out", default="runs/throughput")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    print(
+        f"# {torch.cuda.get_device_name()} x{torch.cuda.device_count()}, torch {torch.__version__}"
+    )
+    print(f"# {args.config}, {args.steps} steps, timed from step {args.warmup}")
+    print("| GPUs | samples/s | speed-up | replica checks passed | wall s | last loss |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    base = None
+    for gpus in args.gpus:
+        rate, checks, wall, loss = run(
+            args.config,
+            gpus,
+            args.steps,
+            args.warmup,
+            Path(args.out) / f"gpus{gpus}",
+            args.overrides,
+        )
+        base = base or rate
+        print(
+            f"| {gpus} | {rate:.0f} | {rate / base:.2f} | {checks} | {wall:.0f} | {loss:.3f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

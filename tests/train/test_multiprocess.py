@@ -1,0 +1,136 @@
+"""Data-parallel training on two CPU processes (gloo), as ``accelerate launch`` runs it: replicas
+stay identical, only the main process writes, and a checkpoint resumes on another process count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from vqcodec.quantizers import VectorQuantizer
+from vqcodec.train.replicas import ReplicaDriftError, check_replicas_agree, replica_fingerprint
+
+SMOKE = Path(__file__).parents[2] / "configs" / "audio-smoke.json"
+
+
+def _train(processes: int, audio: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    if processes == 1:
+        launcher = [sys.executable, "-m", "vqcodec.train"]
+    else:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu"]
+        launcher += ["--num_processes", str(processes), "--num_machines", "1"]
+        launcher += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vqcodec.train"]
+    overrides = [
+        f'data.train=["{audio}"]',
+        f'data.dev=["{audio}"]',
+        f"run.output_dir={out}",
+        "run.steps=4",
+        "run.save_every=2",
+        "run.eval_every=2",
+        "run.check_replicas_every=1",
+        "model.quantizer_dropout=0.5",
+    ]
+    command = [*launcher, str(SMOKE), *(a for o in overrides for a in ("--set", o)), *extra]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_processes_agree_and_resume_on_another_process_count(
+    audio_folder: Path, tmp_path: Path
+) -> None:
+    _train(2, audio_folder, tmp_path / "two")
+    log = _log(tmp_path / "two")
+    # One record per step (the main process writes alone), each with a passed replica check
+    # covering the k-means initialised, EMA-updated residual codebooks with quantizer dropout.
+    steps = [r["step"] for r in log if "replicas_agree" in r]
+    assert steps == [1, 2, 3, 4]
+    assert all(r["replicas_agree"] > 0 for r in log if "replicas_agree" in r)
+    assert len([r for r in log if "loss" in r]) == 4
+    assert (tmp_path / "two" / "checkpoints" / "step_2" / "progress.json").is_file()
+    assert (tmp_path / "two" / "model" / "model.safetensors").is_file()
+
+    # 2 processes -> 1: continue from step 2 to the end.
+    one = _train(
+        1,
+        audio_folder,
+        tmp_path / "two_then_one",
+        "--resume",
+        str(tmp_path / "two" / "checkpoints" / "step_2"),
+    )
+    assert "finished at step 4" in one.stdout
+    assert [r["step"] for r in _log(tmp_path / "two_then_one") if "loss" in r] == [3, 4]
+
+    # 1 process -> 2.
+    _train(1, audio_folder, tmp_path / "one")
+    _train(
+        2,
+        audio_folder,
+        tmp_path / "one_then_two",
+        "--resume",
+        str(tmp_path / "one" / "checkpoints" / "step_2"),
+    )
+    resumed = _log(tmp_path / "one_then_two")
+    assert [r["step"] for r in resumed if "replicas_agree" in r] == [3, 4]
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Conv1d(4, 4, 1)
+        self.norm = nn.BatchNorm1d(4, affine=False)
+        self.quantizer = VectorQuantizer(4, 8)
+
+
+def _check_worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = _Tiny()
+        results = {}
+        model.norm(torch.randn(8, 4, 3) * (rank + 1))  # batch-norm statistics differ: allowed
+        check_replicas_agree(model)
+        results["equal"] = "passed"
+        if rank == 1:
+            with torch.no_grad():
+                next(iter(model.quantizer.buffers())).add_(1e-6)
+        try:
+            check_replicas_agree(model)
+            results["perturbed"] = "passed"
+        except ReplicaDriftError as error:
+            results["perturbed"] = str(error)
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_the_replica_check_catches_a_drifted_quantizer_buffer(tmp_path: Path) -> None:
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_check_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        results = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert results["equal"] == "passed"
+        assert results["perturbed"].startswith("process 1 disagrees with process 0 on quantizer.")
+
+
+def test_the_fingerprint_covers_parameters_and_quantizer_buffers_only() -> None:
+    names = set(replica_fingerprint(_Tiny()))
+    assert {"encoder.weight", "encoder.bias"} <= names
+    assert any(n.startswith("quantizer.") for n in names)
+    assert not any(n.startswith("norm.") for n in names)

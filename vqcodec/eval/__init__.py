@@ -1,0 +1,1 @@
+"""Evaluation: quality metrics, reference codecs, and rate-distortion over a folder of files."""

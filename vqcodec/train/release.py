@@ -1,0 +1,46 @@
+"""Make a release folder from a trained model: float16 weights plus entropy tables fitted on
+the codes of the training data.
+
+    python -m vqcodec.train.release RUN/model OUT --config configs/audio-24k.json [--crops 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.data import DataLoader
+
+from vqcodec.bitstream.tables import CodeTables
+from vqcodec.checkpoint import from_pretrained, save_pretrained
+from vqcodec.train.config import load_train_config
+from vqcodec.train.tasks import task_for
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fit entropy tables and write a release folder.")
+    parser.add_argument("model", help="trained model folder (a run's model/)")
+    parser.add_argument("output", help="release folder to write")
+    parser.add_argument("--config", required=True, help="the run's training config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--crops", type=int, default=400, help="training crops to fit on")
+    args = parser.parse_args(argv)
+    config = load_train_config(args.config, args.overrides)
+    model = from_pretrained(args.model)
+    torch.manual_seed(0)
+    data = task_for(config).dataset(config.data.train, train=True)
+    batches, seen = [], 0
+    with torch.no_grad():
+        for x in DataLoader(data, batch_size=8, shuffle=True):
+            batches.append(model.encode(x))
+            seen += x.shape[0]
+            if seen >= args.crops:
+                break
+    sizes = [model.quantizer.codebook_size] * batches[0].shape[1]
+    save_pretrained(model, args.output, tables=CodeTables.fit(batches, sizes), half=True)
+    print(f"wrote {args.output} (tables fitted on {seen} crops)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
