@@ -252,6 +252,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     if not files:
         raise UserError(f"{args.data}: no audio files found")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (checked before the long evaluation, not after)
+        except ImportError:
+            raise UserError('--plot needs matplotlib: pip install -e ".[eval]"') from None
     model = _load_model(args.model, args.device)
     points = []
     try:

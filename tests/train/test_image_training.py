@@ -72,4 +72,7 @@ def test_tiny_image_training_run_exports_a_working_model(image_folder: Path, tmp
     assert model.name == "image-smoke"
     x = torch.rand(1, 3, 20, 28)
     with torch.no_grad():
-        assert model.decode(model.encode(x)).shape == (1, 3, 32, 32)
+        codes = model.encode(x)
+        h, w = model.grid_shape(20, 28)
+        assert codes.shape == (1, 2, h, w)
+        assert model.decode(codes).shape == (1, 3, h * model.factor, w * model.factor)
