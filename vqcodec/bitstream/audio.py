@@ -18,23 +18,10 @@ from vqcodec.bitstream.codes import CodeLayout, pack_codes, read_code_header, un
 from vqcodec.bitstream.compress import config_hash, resolve_model
 from vqcodec.bitstream.errors import HeaderError
 from vqcodec.codecs.audio import resample
+from vqcodec.codecs.blocks import context_windows
 
 CHUNK_FRAMES = 750  # 10 s at 75 Hz per chunk
 CONTEXT_FRAMES = 16  # each side; covers the SEANet receptive field (measured in the tests)
-
-
-def _windows(frames: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
-    """``(start, stop, left, right)`` frame indices: each chunk ``[start, stop)`` is computed
-    from the window ``[left, right)`` that adds ``context`` frames on each side."""
-    return [
-        (
-            start,
-            min(start + chunk, frames),
-            max(0, start - context),
-            min(frames, start + chunk + context),
-        )
-        for start in range(0, frames, chunk)
-    ]
 
 
 @torch.no_grad()
@@ -50,7 +37,7 @@ def encode_audio(
     frames = math.ceil(audio.shape[-1] / hop)
     x = torch.nn.functional.pad(audio, (0, frames * hop - audio.shape[-1]))[:, None]  # [C, 1, T]
     parts = []
-    for start, stop, left, right in _windows(frames, chunk_frames, context_frames):
+    for start, stop, left, right in context_windows(frames, chunk_frames, context_frames):
         codes = model.encode(x[..., left * hop : right * hop], num_levels=num_levels)
         parts.append(codes[..., start - left : stop - left])
     return torch.cat(parts, dim=-1)
@@ -66,7 +53,7 @@ def decode_audio(
     """Waveform ``[C, frames · hop]`` from codes ``[C, n, frames]``, chunk by chunk."""
     hop, frames = model.hop_length, codes.shape[-1]
     parts = []
-    for start, stop, left, right in _windows(frames, chunk_frames, context_frames):
+    for start, stop, left, right in context_windows(frames, chunk_frames, context_frames):
         audio = model.decode(codes[..., left:right])[:, 0]
         parts.append(audio[:, (start - left) * hop : (stop - left) * hop])
     return torch.cat(parts, dim=-1)

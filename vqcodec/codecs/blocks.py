@@ -84,3 +84,18 @@ def decoder_block(in_channels: int, out_channels: int, stride: int, causal: bool
         PaddedConvTranspose1d(in_channels, out_channels, 2 * stride, stride, causal=causal),
         *(ResidualUnit(out_channels, d, causal) for d in (1, 3, 9)),
     )
+
+
+def context_windows(size: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
+    """``(start, stop, left, right)`` along one axis: each chunk ``[start, stop)`` is computed
+    from the window ``[left, right)`` that adds ``context`` positions on each side (chunked
+    audio coding, tiled image coding)."""
+    return [
+        (
+            start,
+            min(start + chunk, size),
+            max(0, start - context),
+            min(size, start + chunk + context),
+        )
+        for start in range(0, size, chunk)
+    ]

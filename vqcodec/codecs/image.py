@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vqcodec.codecs.audio import CodecOutput
+from vqcodec.codecs.blocks import context_windows
 from vqcodec.quantizers import FiniteScalarQuantizer, ResidualQuantizer, SimVQ
 
 
@@ -205,9 +206,9 @@ class ImageCodec(nn.Module):
         padded = self._prepare(x)
         h, w = padded.shape[-2] // f, padded.shape[-1] // f
         rows = []
-        for top, bottom, up, down in _windows(h, cells, context):
+        for top, bottom, up, down in context_windows(h, cells, context):
             row = []
-            for left, right, before, after in _windows(w, cells, context):
+            for left, right, before, after in context_windows(w, cells, context):
                 window = padded[..., up * f : down * f, before * f : after * f]
                 codes = self.quantizer.encode(self.encoder(window), num_levels)
                 row.append(codes[..., top - up : bottom - up, left - before : right - before])
@@ -220,24 +221,11 @@ class ImageCodec(nn.Module):
         f, cells, context = self.factor, self.config.tile // self.factor, self.config.tile_context
         h, w = codes.shape[-2:]
         rows = []
-        for top, bottom, up, down in _windows(h, cells, context):
+        for top, bottom, up, down in context_windows(h, cells, context):
             row = []
-            for left, right, before, after in _windows(w, cells, context):
+            for left, right, before, after in context_windows(w, cells, context):
                 image = self.decode(codes[..., up:down, before:after])
                 crop = image[..., (top - up) * f : (bottom - up) * f, (left - before) * f :]
                 row.append(crop[..., : (right - left) * f])
             rows.append(torch.cat(row, dim=-1))
         return torch.cat(rows, dim=-2)
-
-
-def _windows(size: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
-    """``(start, stop, left, right)``: chunk ``[start, stop)`` computed from ``[left, right)``."""
-    return [
-        (
-            start,
-            min(start + chunk, size),
-            max(0, start - context),
-            min(size, start + chunk + context),
-        )
-        for start in range(0, size, chunk)
-    ]
