@@ -71,3 +71,16 @@ def test_bad_input_is_rejected() -> None:
         ImageCodec(ImageCodecConfig(quantizer="fsq", fsq_levels=(8, 5, 5, 5), codebook_size=1024))
     with pytest.raises(ValueError, match="tile"):
         ImageCodec(ImageCodecConfig(channels=(8, 8), tile=30))
+
+
+def test_shipped_image_model_tokenizes_and_round_trips_through_vqc_bytes() -> None:
+    import vqcodec
+
+    model = vqcodec.load("image")
+    assert model.name == "image" and model.vocab_size == 1024 and model.factor == 16
+    x = torch.rand(1, 3, 40, 72)
+    with torch.no_grad():
+        codes = model.encode(x, num_levels=2)
+        assert codes.shape == (1, 2, 3, 5)
+        data = vqcodec.compress(model, x, num_levels=2)
+        assert torch.equal(vqcodec.decompress(data, model), model.decode(codes))
