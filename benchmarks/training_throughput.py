@@ -3,6 +3,9 @@
 Runs ``vqcodec.train`` (one process) and ``accelerate launch --multi_gpu`` (N processes) on a
 config for a fixed number of steps, then reads each run's ``log.jsonl`` and reports samples per
 second between the first logged step after warm-up and the last, plus the replica checks passed.
+With ``--independent``, it also runs N unconnected one-GPU trainings at once (one per GPU): the
+scaling the machine allows with no communication at all, which separates contention for the
+host (CPU, loaders) from the cost of synchronising the processes.
 
     python benchmarks/training_throughput.py configs/audio-24k.json --gpus 1 2 --steps 600 \
         --set 'data.train=[".data/speech/train"]'
@@ -21,7 +24,7 @@ from pathlib import Path
 import torch
 
 
-def run(config: str, processes: int, steps: int, warmup: int, out: Path, overrides: list[str]):
+def command_for(config, processes, steps, warmup, out, overrides) -> list[str]:
     if processes == 1:
         launcher = [sys.executable, "-m", "vqcodec.train"]
     else:
@@ -37,12 +40,11 @@ def run(config: str, processes: int, steps: int, warmup: int, out: Path, overrid
         f"run.check_replicas_every={warmup // 2}",
         *overrides,
     ]
-    command = [*launcher, config, *(a for s in sets for a in ("--set", s))]
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
-    if result.returncode != 0:
-        sys.exit(f"{processes}-process run failed:\n{result.stderr[-4000:]}")
-    wall = time.perf_counter() - started
+    return [*launcher, config, *(a for s in sets for a in ("--set", s))]
+
+
+def rate_from_log(out: Path, warmup: int, processes: int) -> tuple[float, int, float]:
+    """Samples per second after ``warmup``, replica checks passed, and the last loss."""
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     timed = [r for r in log if "elapsed_s" in r and "loss" in r]
     first = next(r for r in timed if r["step"] >= warmup)
@@ -50,7 +52,33 @@ def run(config: str, processes: int, steps: int, warmup: int, out: Path, overrid
     batch = json.loads((out / "config.json").read_text())["run"]["batch_size"]
     samples = (last["step"] - first["step"]) * batch * processes
     checks = sum(1 for r in log if "replicas_agree" in r)
-    return samples / (last["elapsed_s"] - first["elapsed_s"]), checks, wall, last["loss"]
+    return samples / (last["elapsed_s"] - first["elapsed_s"]), checks, last["loss"]
+
+
+def run(config: str, processes: int, steps: int, warmup: int, out: Path, overrides: list[str]):
+    command = command_for(config, processes, steps, warmup, out, overrides)
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+    if result.returncode != 0:
+        sys.exit(f"{processes}-process run failed:\n{result.stderr[-4000:]}")
+    rate, checks, loss = rate_from_log(out, warmup, processes)
+    return rate, checks, time.perf_counter() - started, loss
+
+
+def run_independent(config, gpus: int, steps, warmup, out: Path, overrides):
+    """``gpus`` one-process runs at once, one per GPU; their summed rate."""
+    started, children = time.perf_counter(), []
+    for gpu in range(gpus):
+        command = command_for(config, 1, steps, warmup, out / f"gpu{gpu}", overrides)
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
+        children.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True))  # fmt: skip
+    for gpu, child in enumerate(children):
+        _, err = child.communicate()
+        if child.returncode != 0:
+            sys.exit(f"independent run on GPU {gpu} failed:\n{err[-4000:]}")
+    results = [rate_from_log(out / f"gpu{gpu}", warmup, 1) for gpu in range(gpus)]
+    return sum(r[0] for r in results), 0, time.perf_counter() - started, results[0][2]
 
 
 def main() -> None:
@@ -61,13 +89,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--out", default="runs/throughput")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--independent", action="store_true", help="also run N unconnected one-GPU trainings"
+    )
     args = parser.parse_args()
     print(
         f"# {torch.cuda.get_device_name()} x{torch.cuda.device_count()}, torch {torch.__version__}"
     )
     print(f"# {args.config}, {args.steps} steps, timed from step {args.warmup}")
-    print("| GPUs | samples/s | speed-up | replica checks passed | wall s | last loss |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| GPUs | mode | samples/s | speed-up | replica checks passed | wall s | last loss |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     base = None
     for gpus in args.gpus:
         rate, checks, wall, loss = run(
@@ -79,10 +110,22 @@ def main() -> None:
             args.overrides,
         )
         base = base or rate
+        mode = "one process" if gpus == 1 else "DDP"
         print(
-            f"| {gpus} | {rate:.0f} | {rate / base:.2f} | {checks} | {wall:.0f} | {loss:.3f} |",
+            f"| {gpus} | {mode} | {rate:.0f} | {rate / base:.2f} | {checks} | {wall:.0f} "
+            f"| {loss:.3f} |",
             flush=True,
         )
+        if args.independent and gpus > 1:
+            out = Path(args.out) / f"independent{gpus}"
+            rate, _, wall, loss = run_independent(
+                args.config, gpus, args.steps, args.warmup, out, args.overrides
+            )
+            print(
+                f"| {gpus} | independent | {rate:.0f} | {rate / base:.2f} | — | {wall:.0f} "
+                f"| {loss:.3f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -122,3 +122,93 @@ def test_corrupt_vqc_is_one_clear_line(
     assert "magic" in one_line_error(capsys)
     assert main(["info", str(tmp_path / "missing.vqc")]) == 1
     assert "does not exist" in one_line_error(capsys)
+
+
+def _write_picture(path: Path, mode: str, size: tuple[int, int] = (200, 150)) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    width, height = size
+    ramp = np.linspace(0, 255, width)[None, :, None] * np.ones((height, 1, 1))
+    pixels = np.concatenate([ramp, ramp[::-1], 128 + 0 * ramp], axis=2)
+    pixels = (pixels + rng.normal(0, 8, pixels.shape)).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB").convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def test_picture_encode_decode_info_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    photo = _write_picture(tmp_path / "photo.png", "RGB")
+    assert main(["encode", str(photo)]) == 0  # the kind is found from the contents
+    coded = tmp_path / "photo.vqc"
+    assert main(["info", str(coded)]) == 0
+    out = capsys.readouterr().out
+    assert "model: image" in out and "image: 200x150 RGB" in out
+    assert main(["verify", str(coded)]) == 0
+    (tmp_path / "out").mkdir()
+    assert main(["decode", str(coded), "-o", str(tmp_path / "out")]) == 0  # into the folder
+    with Image.open(tmp_path / "out" / "photo.png") as decoded:
+        assert (decoded.size, decoded.mode, decoded.format) == ((200, 150), "RGB", "PNG")
+        error = np.abs(np.asarray(decoded, float) - np.asarray(Image.open(photo), float)).mean()
+    assert error < 40, f"mean error {error:.1f} of 255: the shipped model does not reconstruct"
+    low = tmp_path / "low.vqc"
+    assert main(["encode", str(photo), "-o", str(low), "--levels", "1"]) == 0
+    assert low.stat().st_size < coded.stat().st_size
+    rate = tmp_path / "rate.vqc"
+    assert main(["encode", str(photo), "-o", str(rate), "--bitrate", "0.1"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(rate)]) == 0
+    assert "shape [1, 2, 10, 13]" in capsys.readouterr().out  # 0.1 bpp raw: 2 levels of 10 bits
+
+
+def test_grey_and_transparent_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    grey = _write_picture(tmp_path / "grey.png", "L", (90, 61))
+    assert main(["encode", str(grey)]) == 0
+    assert main(["decode", str(tmp_path / "grey.vqc"), "-o", str(tmp_path / "grey.out.jpg")]) == 0
+    with Image.open(tmp_path / "grey.out.jpg") as decoded:
+        assert (decoded.size, decoded.mode, decoded.format) == ((90, 61), "L", "JPEG")
+    capsys.readouterr()
+    clear = _write_picture(tmp_path / "clear.png", "RGBA", (40, 40))
+    assert main(["encode", str(clear)]) == 0
+    assert "transparency is not coded" in capsys.readouterr().err
+
+
+def test_picture_errors_are_one_clear_line(
+    stereo_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = _write_picture(tmp_path / "photo.png", "RGB", (40, 30))
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n but nothing after the signature")
+    assert main(["encode", str(fake)]) == 1
+    assert "fake.png" in one_line_error(capsys)
+    assert main(["encode", str(photo), "--model", "audio-24k"]) == 1
+    assert "picture" in one_line_error(capsys)
+    assert main(["encode", str(stereo_wav), "--model", "image", "-o", str(tmp_path / "t.vqc")]) == 1
+    assert "codes pictures" in one_line_error(capsys)
+    assert main(["encode", str(photo), "--levels", "0"]) == 1
+    assert "--levels" in one_line_error(capsys)
+    assert main(["encode", str(photo)]) == 0
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "photo.vqc"), "-o", str(tmp_path / "o.unknown")]) == 1
+    assert "cannot write" in one_line_error(capsys)
+    assert not (tmp_path / "o.unknown").exists()
+
+
+def test_mixed_folders_and_name_clashes(stereo_wav: Path, tmp_path: Path) -> None:
+    folder = stereo_wav.parent
+    _write_picture(folder / "pictures" / "p.png", "RGB", (48, 32))
+    out = tmp_path / "coded"
+    assert main(["encode", str(folder), "-o", str(out)]) == 0
+    assert {p.name for p in out.rglob("*.vqc")} == {"tone.vqc", "p.vqc"}
+    assert main(["decode", str(out)]) == 0
+    assert (out / "tone.wav").is_file() and (out / "pictures" / "p.png").is_file()
+    _write_picture(folder / "tone.png", "RGB", (48, 32))  # tone.wav and tone.png -> tone.vqc
+    assert main(["encode", str(folder), "-o", str(tmp_path / "clash")]) == 1
+    assert not (tmp_path / "clash").exists()

@@ -8,10 +8,11 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
-DEFAULT_AUDIO_MODEL = "audio-24k"
+DEFAULT_MODELS = {"audio": "audio-24k", "image": "image"}
 
 
 class UserError(Exception):
@@ -28,24 +29,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vqcodec {__version__}")
     sub = parser.add_subparsers(dest="command")
 
-    encode = sub.add_parser("encode", help="compress audio files (or folders of them) to .vqc")
-    encode.add_argument("input", help="an audio file or a folder (searched recursively)")
-    encode.add_argument("-o", "--output", help="output file (one input) or folder")
+    encode = sub.add_parser(
+        "encode", help="compress audio files and pictures (or folders of them) to .vqc"
+    )
     encode.add_argument(
+        "input", help="an audio file, a picture, or a folder (searched recursively)"
+    )
+    encode.add_argument("-o", "--output", help="output file (one input) or folder")
+    rate = encode.add_mutually_exclusive_group()
+    rate.add_argument(
         "--bitrate",
         type=float,
         default=None,
-        help="kb/s before entropy coding (default: the model's highest)",
+        help="audio: kb/s, pictures: bits per pixel, before entropy coding; the most residual "
+        "levels within it (default: all levels)",
     )
+    rate.add_argument("--levels", type=int, default=None, help="residual levels to code")
     encode.add_argument(
-        "--model", default=DEFAULT_AUDIO_MODEL, help="model name or checkpoint folder"
+        "--model",
+        default=None,
+        help="model name or checkpoint folder (default: audio-24k for audio, image for pictures)",
     )
     encode.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     encode.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
-    decode = sub.add_parser("decode", help="decompress .vqc files (or folders of them) to WAV")
+    decode = sub.add_parser(
+        "decode", help="decompress .vqc files (or folders of them) to WAV (audio) or PNG (pictures)"
+    )
     decode.add_argument("input", help="a .vqc file or a folder (searched recursively)")
-    decode.add_argument("-o", "--output", help="output file (one input) or folder")
+    decode.add_argument(
+        "-o",
+        "--output",
+        help="output file (one input; a picture's format follows its suffix) or folder",
+    )
     decode.add_argument(
         "--model", default=None, help="model name or folder (default: the one named in the file)"
     )
@@ -65,12 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("rest", nargs=argparse.REMAINDER)
     evaluate = sub.add_parser(
-        "eval", help="rate-distortion of an audio model (and Opus) on a folder of lossless files"
+        "eval",
+        help="rate-distortion of a model (against Opus, or JPEG/WebP/AVIF) on lossless files",
     )
-    evaluate.add_argument("data", help="audio file or folder (lossless references)")
+    evaluate.add_argument("data", help="a file or folder of lossless references")
     evaluate.add_argument("--model", default="audio-24k", help="model name or folder")
-    evaluate.add_argument("--levels", default="2,4,8", help="residual levels to code with")
-    evaluate.add_argument("--opus", default="", help="Opus bitrates in kb/s, e.g. 6,8,12")
+    evaluate.add_argument(
+        "--levels",
+        default=None,
+        help="residual levels to code with (default 2,4,8; images 1,2,4,8)",
+    )
+    evaluate.add_argument("--opus", default="", help="audio: Opus bitrates in kb/s, e.g. 6,8,12")
+    evaluate.add_argument(
+        "--formats",
+        default="",
+        help="pictures: reference formats matched to the model's bytes, e.g. jpeg,webp,avif",
+    )
     evaluate.add_argument("--plot", default=None, help="write a rate-distortion PNG here")
     evaluate.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     return parser
@@ -84,27 +110,40 @@ def _write_atomically(path: Path, data: bytes, force: bool) -> None:
     try:
         with os.fdopen(handle, "wb") as f:
             f.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give a normal file's mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _jobs(
-    source: Path, output: str | None, suffixes: tuple[str, ...], new_suffix: str
+    source: Path, output: str | None, suffixes: tuple[str, ...], new_suffix: Callable[[Path], str]
 ) -> list[tuple[Path, Path]]:
     """(input, output) pairs: one file, or every matching file under a folder (mirrored)."""
     if source.is_file():
-        target = Path(output) if output else source.with_suffix(new_suffix)
-        if target.is_dir():
-            target = target / source.with_suffix(new_suffix).name
-        return [(source, target)]
+        if output and not Path(output).is_dir():
+            return [(source, Path(output))]
+        target = source.with_suffix(new_suffix(source))
+        return [(source, Path(output) / target.name if output else target)]
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
             raise UserError(f"no {'/'.join(suffixes)} files under {source}")
         root = Path(output) if output else source
-        return [(p, (root / p.relative_to(source)).with_suffix(new_suffix)) for p in files]
+        jobs = [(p, (root / p.relative_to(source)).with_suffix(new_suffix(p))) for p in files]
+        targets: dict[Path, Path] = {}
+        for p, target in jobs:
+            if target in targets:
+                raise UserError(f"{targets[target]} and {p} would both be written to {target}")
+            targets[target] = p
+        return jobs
     raise UserError(f"{source} does not exist")
 
 
@@ -114,48 +153,101 @@ def _progress(items: list, desc: str):
     return tqdm(items, desc=desc, unit="file", disable=len(items) < 2, file=sys.stderr)
 
 
+_MODELS: dict[tuple[str, str], object] = {}
+
+
 def _load_model(name: str, device: str):
+    """The model ``name`` on ``device``, loaded once per run."""
     import torch
 
     from vqcodec.checkpoint import CheckpointError, UnknownModelError, load
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is available")
-    try:
-        return load(name).to(device)
-    except (UnknownModelError, CheckpointError) as error:
-        raise UserError(str(error)) from None
+    if (name, device) not in _MODELS:
+        try:
+            _MODELS[name, device] = load(name).to(device)
+        except (UnknownModelError, CheckpointError) as error:
+            raise UserError(str(error)) from None
+    return _MODELS[name, device]
 
 
-def _read_audio(path: Path):
-    import soundfile
-    import torch
+def _model_kind(model) -> str:
+    from vqcodec.codecs.audio import AudioCodec
+    from vqcodec.codecs.image import ImageCodec
 
-    try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:  # soundfile raises several types for unreadable files
-        raise UserError(f"{path}: not readable audio ({error})") from None
-    if data.shape[0] == 0:
-        raise UserError(f"{path}: the file holds no audio samples")
-    return torch.from_numpy(data.T.copy()), rate
+    return {AudioCodec: "audio", ImageCodec: "image"}.get(type(model), "unknown")
+
+
+def _model_for_kind(kind: str, source: Path, args: argparse.Namespace):
+    """The model for an input of ``kind``: ``--model`` (checked to fit) or the default."""
+    model = _load_model(args.model or DEFAULT_MODELS[kind], args.device)
+    if _model_kind(model) != kind:
+        raise UserError(
+            f"{source} is {'a picture' if kind == 'image' else 'audio'}, but model "
+            f"{model.name!r} codes {'pictures' if _model_kind(model) == 'image' else 'audio'}"
+        )
+    return model
+
+
+def _levels(model, kind: str, args: argparse.Namespace) -> int | None:
+    """Residual levels from ``--levels`` or ``--bitrate`` (kb/s for audio, bpp for images)."""
+    most = model.config.num_quantizers
+    if args.levels is not None:
+        if not 1 <= args.levels <= most:
+            raise UserError(f"--levels must be between 1 and {most} for model {model.name!r}")
+        return args.levels
+    if args.bitrate is None:
+        return None
+    if args.bitrate <= 0:
+        raise UserError("--bitrate must be positive")
+    return (
+        model.levels_for_bitrate(args.bitrate)
+        if kind == "audio"
+        else model.levels_for_bpp(args.bitrate)
+    )
 
 
 def _encode(args: argparse.Namespace) -> int:
     from vqcodec.bitstream.audio import compress_audio
-    from vqcodec.train.data import AUDIO_SUFFIXES
+    from vqcodec.bitstream.image import compress_image
+    from vqcodec.media import MediaError, detect_kind, read_audio, read_picture
+    from vqcodec.train.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
-    jobs = _jobs(Path(args.input), args.output, AUDIO_SUFFIXES, ".vqc")
-    model = _load_model(args.model, args.device)
-    levels = None if args.bitrate is None else model.levels_for_bitrate(args.bitrate)
+    jobs = _jobs(Path(args.input), args.output, AUDIO_SUFFIXES + IMAGE_SUFFIXES, lambda _: ".vqc")
     for source, target in _progress(jobs, "encode"):
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to overwrite)")
-        audio, rate = _read_audio(source)
-        _write_atomically(target, compress_audio(model, audio, rate, num_levels=levels), args.force)
+        try:
+            kind = detect_kind(source)
+            model = _model_for_kind(kind, source, args)
+            levels = _levels(model, kind, args)
+            if kind == "audio":
+                audio, rate = read_audio(source)
+                data = compress_audio(model, audio, rate, num_levels=levels)
+            else:
+                picture, had_alpha = read_picture(source)
+                if had_alpha:
+                    print(f"vqcodec encode: {source}: transparency is not coded", file=sys.stderr)
+                data = compress_image(model, picture, num_levels=levels)
+        except (MediaError, ValueError) as error:
+            raise UserError(str(error)) from None
+        _write_atomically(target, data, args.force)
     if len(jobs) == 1:
         source, target = jobs[0]
         print(f"{source} -> {target} ({target.stat().st_size:,} bytes)")
     return EXIT_OK
+
+
+def _signal_kind(data: bytes) -> str:
+    from vqcodec.bitstream import read_code_header
+
+    kind = read_code_header(data).get("signal", {}).get("kind")
+    return kind if kind in ("audio", "image") else "unknown"
+
+
+def _decoded_suffix(source: Path) -> str:
+    return ".png" if _signal_kind(_read_file(source)) == "image" else ".wav"
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -164,22 +256,32 @@ def _decode(args: argparse.Namespace) -> int:
     import soundfile
 
     from vqcodec.bitstream.audio import decompress_audio
+    from vqcodec.bitstream.image import decompress_image
+    from vqcodec.media import MediaError, picture_bytes
 
-    jobs = _jobs(Path(args.input), args.output, (".vqc",), ".wav")
+    jobs = _jobs(Path(args.input), args.output, (".vqc",), _decoded_suffix)
     model = _load_model(args.model, args.device) if args.model else None
     for source, target in _progress(jobs, "decode"):
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to overwrite)")
-        audio, rate = decompress_audio(source.read_bytes(), _model_for(source, model, args.device))
-        buffer = io.BytesIO()
-        soundfile.write(buffer, audio.clamp(-1, 1).T.numpy(), rate, format="WAV", subtype="PCM_16")
-        _write_atomically(target, buffer.getvalue(), args.force)
+        data = _read_file(source)
+        coder = _model_for(source, model, args.device)
+        if _signal_kind(data) == "image":
+            try:
+                encoded = picture_bytes(decompress_image(data, coder), target.suffix or ".png")
+            except MediaError as error:
+                raise UserError(f"{target}: {error}") from None
+        else:
+            audio, rate = decompress_audio(data, coder)
+            buffer = io.BytesIO()
+            soundfile.write(
+                buffer, audio.clamp(-1, 1).T.numpy(), rate, format="WAV", subtype="PCM_16"
+            )
+            encoded = buffer.getvalue()
+        _write_atomically(target, encoded, args.force)
     if len(jobs) == 1:
         print(f"{jobs[0][0]} -> {jobs[0][1]}")
     return EXIT_OK
-
-
-_MODELS: dict[str, object] = {}
 
 
 def _model_for(source: Path, model, device: str):
@@ -191,9 +293,7 @@ def _model_for(source: Path, model, device: str):
     name = read_code_header(source.read_bytes()).get("model", {}).get("name")
     if not isinstance(name, str):
         raise UserError(f"{source}: the file does not name its model; pass --model")
-    if name not in _MODELS:
-        _MODELS[name] = _load_model(name, device)
-    return _MODELS[name]
+    return _load_model(name, device)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -211,6 +311,13 @@ def _info(args: argparse.Namespace) -> int:
         print(
             f"audio: {signal['channels']} channel(s), {signal['sample_rate']} Hz, {seconds:.2f} s, "
             f"{len(data) * 8 / seconds / 1000:.2f} kb/s"
+        )
+    if signal.get("kind") == "image":
+        pixels = signal["width"] * signal["height"]
+        colour = "grey" if signal["channels"] == 1 else "RGB"
+        print(
+            f"image: {signal['width']}x{signal['height']} {colour}, "
+            f"{len(data) * 8 / pixels:.3f} bits per pixel"
         )
     print(f"codes: shape {codes['shape']}, codebook sizes {sorted(set(codes['codebook_sizes']))}")
     print("streams: " + ", ".join(s["coder"] for s in codes["streams"]))
@@ -233,6 +340,29 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (checked before the long evaluation, not after)
+        except ImportError:
+            raise UserError('--plot needs matplotlib: pip install -e ".[eval]"') from None
+    model = _load_model(args.model, args.device)
+    try:
+        default = "1,2,4,8" if _model_kind(model) == "image" else "2,4,8"
+        levels = [int(n) for n in (args.levels or default).split(",") if n]
+    except ValueError as error:
+        raise UserError(f"--levels: {error}") from None
+    if not levels or not all(1 <= n <= model.config.num_quantizers for n in levels):
+        raise UserError(f"--levels must be between 1 and {model.config.num_quantizers}")
+    if _model_kind(model) == "image":
+        if args.opus:
+            raise UserError("--opus compares audio models; use --formats for pictures")
+        return _evaluate_images(args, model, levels)
+    if args.formats:
+        raise UserError("--formats compares image models; use --opus for audio")
+    return _evaluate_audio(args, model, levels)
+
+
+def _evaluate_audio(args: argparse.Namespace, model, levels: list[int]) -> int:
     from vqcodec.eval.audio import (
         markdown_table,
         model_round_trip,
@@ -246,18 +376,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     try:
         files = find_audio_files([args.data])
-        levels = [int(n) for n in args.levels.split(",") if n]
         opus = [float(k) for k in args.opus.split(",") if k]
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
     if not files:
         raise UserError(f"{args.data}: no audio files found")
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401  (checked before the long evaluation, not after)
-        except ImportError:
-            raise UserError('--plot needs matplotlib: pip install -e ".[eval]"') from None
-    model = _load_model(args.model, args.device)
     points = []
     try:
         for n in levels:
@@ -278,6 +401,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(markdown_table(points))
     if args.plot:
         plot(points, args.plot)
+        print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
+def _evaluate_images(args: argparse.Namespace, model, levels: list[int]) -> int:
+    from vqcodec.eval import image
+    from vqcodec.eval.pillow_codecs import FormatUnavailable
+    from vqcodec.media import MediaError
+    from vqcodec.train.data import IMAGE_SUFFIXES, find_files
+
+    try:
+        files = find_files([args.data], IMAGE_SUFFIXES)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    if not files:
+        raise UserError(f"{args.data}: no pictures found")
+    formats = [name.strip().lower() for name in args.formats.split(",") if name.strip()]
+    try:
+        evaluation = image.evaluate(
+            model, files, levels, formats, lambda items, d: _progress(list(items), d)
+        )
+    except (ValueError, FormatUnavailable, MediaError) as error:
+        raise UserError(str(error)) from None
+    print(f"{len(files)} pictures from {args.data} ({args.device})")
+    usage = " ".join(f"{u:.0%}" for u in evaluation.usage)
+    print(f"code usage over these pictures, levels 1-{len(evaluation.usage)}: {usage}")
+    print(image.markdown_table(evaluation.points))
+    if evaluation.curves:
+        print("\nreference formats at fixed qualities:")
+        print(image.markdown_table(evaluation.curves))
+    if args.plot:
+        image.plot(evaluation, args.plot)
         print(f"plot: {args.plot}")
     return EXIT_OK
 

@@ -92,6 +92,26 @@ def test_kmeans_initialisation_on_first_training_batch() -> None:
     assert torch.allclose(vq.ema_sum / vq.ema_count[:, None], vq.codebook, atol=1e-4)
 
 
+def test_loading_an_uninitialised_state_runs_kmeans_again() -> None:
+    # The flag is cached on the host once set (no GPU sync per step); a loaded state that says
+    # "not initialised" must still trigger k-means on the next training batch.
+    data = torch.randn(8, 4).mul(10).repeat(64, 1) + 0.01 * torch.randn(512, 4)
+    fresh = VectorQuantizer(4, 8, kmeans_init=True, dead_code_threshold=0).state_dict()
+    vq = VectorQuantizer(4, 8, kmeans_init=True, dead_code_threshold=0)
+    vq(torch.randn(512, 4))
+    assert bool(vq.initialised)
+    vq.load_state_dict(fresh)
+    assert not bool(vq.initialised)
+    torch.manual_seed(1)
+    vq(data)
+    assert bool(vq.initialised)
+    reference = VectorQuantizer(4, 8, kmeans_init=True, dead_code_threshold=0)
+    reference.load_state_dict(fresh)
+    torch.manual_seed(1)
+    reference(data)  # a quantizer that never trained: the same k-means, the same codebook
+    torch.testing.assert_close(vq.codebook, reference.codebook)
+
+
 def test_lloyd_iterations_reduce_the_error() -> None:
     data = torch.randn(2000, 6)
 

@@ -1,4 +1,6 @@
-"""Audio quality metrics on one mono signal pair ``(estimate, reference)`` at a given rate.
+"""Quality metrics. Audio: one mono signal pair ``(estimate, reference)`` at a given rate.
+Images: one pair of ``[C, H, W]`` pictures in ``[0, 1]`` (PSNR; SSIM and MS-SSIM through
+``pytorch_msssim`` with its standard 11-tap Gaussian window and five scales).
 
 log-mel and STFT distances use the training losses' definitions at 24 kHz; SI-SDR is computed
 here; STOI (``pystoi``) and wideband PESQ (``pesq``, ITU-T P.862.2 at 16 kHz) come from their
@@ -75,3 +77,29 @@ def pesq_wideband(estimate: Tensor, reference: Tensor, rate: int) -> float:
         return float(pesq(16000, b, a, "wb"))
     except NoUtterancesError:
         return math.nan
+
+
+def psnr(estimate: Tensor, reference: Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of two images in ``[0, 1]`` (inf when identical)."""
+    mse = float(torch.mean((estimate.double() - reference.double()) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def ssim(estimate: Tensor, reference: Tensor) -> float:
+    """Mean SSIM (Wang et al. 2004) of two images ``[C, H, W]`` in ``[0, 1]``."""
+    from pytorch_msssim import ssim as ssim_
+
+    return float(ssim_(estimate[None].float(), reference[None].float(), data_range=1.0))
+
+
+MS_SSIM_MIN_SIDE = 161  # five scales of an 11-tap window: (11 - 1) * 2**4 + 1 pixels
+
+
+def ms_ssim(estimate: Tensor, reference: Tensor) -> float:
+    """MS-SSIM (Wang et al. 2003, five scales) of two images ``[C, H, W]`` in ``[0, 1]``; NaN
+    for images with a side shorter than :data:`MS_SSIM_MIN_SIDE`."""
+    from pytorch_msssim import ms_ssim as ms_ssim_
+
+    if min(reference.shape[-2:]) < MS_SSIM_MIN_SIDE:
+        return math.nan
+    return float(ms_ssim_(estimate[None].float(), reference[None].float(), data_range=1.0))

@@ -8,7 +8,11 @@ from torch import Tensor, nn
 
 def code_histogram(indices: Tensor, codebook_size: int) -> Tensor:
     """Float32 count of each code in ``indices`` (any shape), ``[codebook_size]``."""
-    return torch.bincount(indices.reshape(-1), minlength=codebook_size).float()
+    # Not torch.bincount: on CUDA it reads the largest index back to the host, a stall in every
+    # training step (found with torch.cuda.set_sync_debug_mode). Sums of ones are exact.
+    flat = indices.reshape(-1)
+    counts = torch.zeros(codebook_size, device=flat.device)
+    return counts.index_add_(0, flat, torch.ones_like(flat, dtype=counts.dtype))
 
 
 def usage_metrics(counts: Tensor) -> dict[str, Tensor]:
@@ -46,7 +50,7 @@ class UsageTracker(nn.Module):
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
 
     def _correction(self) -> Tensor:
-        return 1.0 - torch.pow(torch.tensor(self.decay, device=self.steps.device), self.steps)
+        return 1.0 - torch.pow(self.decay, self.steps)  # scalar base: no host-to-device copy
 
     def share(self) -> Tensor:
         """Estimated share of assignments per code ``[K]`` (uniform before any update)."""
@@ -68,4 +72,5 @@ class UsageTracker(nn.Module):
     def revive(self, mask: Tensor) -> None:
         """Give the codes in ``mask`` a fresh uniform share, so they are not replaced at once."""
         # Before the first update the correction is 0 and share() reports uniform anyway.
-        self.ema_share[mask] = self._correction() / self.codebook_size
+        fresh = self._correction() / self.codebook_size
+        self.ema_share.copy_(torch.where(mask, fresh, self.ema_share))  # no host sync

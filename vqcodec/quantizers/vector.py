@@ -90,6 +90,7 @@ class VectorQuantizer(SingleLevelQuantizer):
             self.register_buffer("ema_count", torch.ones(codebook_size))
             self.register_buffer("ema_sum", codebook.clone())
         self.register_buffer("initialised", torch.tensor(not kmeans_init))
+        self._known_initialised = not kmeans_init  # host copy of the flag once known to be set
         self.usage = UsageTracker(codebook_size, decay)
 
     # -- search -----------------------------------------------------------------------------
@@ -111,8 +112,13 @@ class VectorQuantizer(SingleLevelQuantizer):
         :class:`~vqcodec.quantizers.GroupedQuantizer` can search all groups in one launch.
         """
         x = self._lookup_rows(rows)
-        if self.training and not bool(self.initialised):
-            self._kmeans_init(x)
+        if self.training and not self._known_initialised:
+            # Reading the flag waits for the GPU; once it is set, remember it on the host so
+            # that training steps do not stall on it (one sync per level per step, measured).
+            self._known_initialised = bool(self.initialised)
+            if not self._known_initialised:
+                self._kmeans_init(x)
+                self._known_initialised = True
         return x, self.lookup_codebook()
 
     def quantize_rows(self, rows: Tensor) -> RowQuantization:
@@ -166,23 +172,26 @@ class VectorQuantizer(SingleLevelQuantizer):
         return counts
 
     def _replace_dead_codes(self, x: Tensor) -> None:
-        dead = self.usage.dead_mask(self.dead_code_threshold)
-        num_dead = int(dead.sum())
-        if num_dead == 0 or x.shape[0] == 0:
+        if x.shape[0] == 0:
             return
-        # Rank 0 picks the replacement features; everyone receives the same ones.
-        picks = torch.randint(x.shape[0], (num_dead,), device=x.device)
-        replacement = distributed.broadcast_from_main_(x[picks].contiguous())
+        # Fixed-size, mask-based updates: counting the dead codes on the host would stall every
+        # training step until the GPU (and, under DDP, every other process) caught up. One
+        # candidate is drawn per code and only dead codes take theirs. Rank 0 draws; everyone
+        # receives the same candidates.
+        dead = self.usage.dead_mask(self.dead_code_threshold)[:, None]  # [K, 1]
+        picks = torch.randint(x.shape[0], (self.codebook_size,), device=x.device)
+        replacement = distributed.broadcast_from_main_(x[picks].contiguous())  # [K, d]
         # .data: a loss-learned codebook may be saved for backward (cosine lookup); dead rows
         # carry (almost) no gradient this step, and the next step sees the new values.
-        self.codebook.data[dead] = replacement.to(self.codebook.dtype)
+        codebook = self.codebook.data
+        codebook.copy_(torch.where(dead, replacement.to(codebook.dtype), codebook))
         if self.codebook_learning == "ema":
             # Reset the EMA statistics with the code (EnCodec's bug was to keep them, so the
             # revived code was pulled straight back to its old place).
             fair_count = self.ema_count.sum() / self.codebook_size
-            self.ema_count[dead] = fair_count
-            self.ema_sum[dead] = replacement * fair_count
-        self.usage.revive(dead)
+            self.ema_count.copy_(torch.where(dead[:, 0], fair_count, self.ema_count))
+            self.ema_sum.copy_(torch.where(dead, replacement * fair_count, self.ema_sum))
+        self.usage.revive(dead[:, 0])
 
     @torch.compiler.disable
     @torch.no_grad()
@@ -195,3 +204,8 @@ class VectorQuantizer(SingleLevelQuantizer):
             self.ema_count.copy_(sizes.clamp_min(1.0))
             self.ema_sum.copy_(centroids * self.ema_count[:, None])
         self.initialised.fill_(True)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # A loaded state may carry an uninitialised codebook: read the flag again next time.
+        self._known_initialised = False
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

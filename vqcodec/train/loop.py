@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
+from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -104,7 +105,8 @@ def train(
     accelerator = Accelerator(
         mixed_precision=run.mixed_precision,
         gradient_accumulation_steps=run.gradient_accumulation,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # non_blocking with pinned batches: copying a pageable batch to the GPU waits for it.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
         # The schedule follows optimiser updates whatever the process count (accelerate's
         # default would advance it once per process per update).
         step_scheduler_with_optimizer=False,
@@ -134,6 +136,7 @@ def train(
         # Workers live across epochs: with a few hundred files an epoch is a dozen batches, and
         # restarting the workers every epoch halved two-GPU throughput (measured).
         persistent_workers=config.data.num_workers > 0,
+        pin_memory=accelerator.device.type == "cuda",
     )
     dev_loader = None
     if config.data.dev:
@@ -157,6 +160,7 @@ def train(
     )
     batches = _batches(loader, accelerator, step * run.gradient_accumulation)
     model.train()
+    pending: dict[int, Tensor] = {}  # step -> this process's loss, not yet read back
     started = time.perf_counter()
     while step < end:
         x = next(batches)
@@ -172,12 +176,14 @@ def train(
             continue
         scheduler.step()
         step += 1
-        loss = float(accelerator.gather(terms.total.detach().reshape(1)).mean())
-        result.losses[step] = loss
+        # Losses stay on the device until a log step: reading one back every step would make
+        # the host wait for the GPU (and, on several GPUs, for every other process) each step.
+        pending[step] = terms.total.detach().float().reshape(1)
         progress.update(1)
-        progress.set_postfix(loss=f"{loss:.3f}")
         record = {}
         if step % run.log_every == 0 or step == end:
+            loss = _read_losses(pending, accelerator, result.losses)
+            progress.set_postfix(loss=f"{loss:.3f}")
             record.update({"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0]})
             record.update({k: float(v) for k, v in terms.terms.items()})
             record.update(
@@ -213,6 +219,16 @@ def train(
         result.export_dir = save_pretrained(accelerator.unwrap_model(model), output / "model")
     accelerator.wait_for_everyone()
     return result
+
+
+def _read_losses(pending: dict[int, Tensor], accelerator: Accelerator, into: dict) -> float:
+    """Move the pending per-step losses (averaged over processes) into ``into``; the last one."""
+    steps = list(pending)
+    gathered = accelerator.gather(torch.cat([pending[s] for s in steps]))  # [W * n], rank-major
+    means = gathered.reshape(-1, len(steps)).mean(0).tolist()
+    into.update(zip(steps, means))
+    pending.clear()
+    return means[-1]
 
 
 def save_checkpoint(accelerator: Accelerator, folder: Path, step: int) -> None:
