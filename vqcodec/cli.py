@@ -265,7 +265,7 @@ def _decode(args: argparse.Namespace) -> int:
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to overwrite)")
         data = _read_file(source)
-        coder = _model_for(source, model, args.device)
+        coder = _model_for(source, data, model, args.device)
         if _signal_kind(data) == "image":
             try:
                 encoded = picture_bytes(decompress_image(data, coder), target.suffix or ".png")
@@ -284,13 +284,13 @@ def _decode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _model_for(source: Path, model, device: str):
-    """The given model, or the one the file names (loaded once per name)."""
+def _model_for(source: Path, data: bytes, model, device: str):
+    """The given model, or the one the file's bytes name (loaded once per name)."""
     if model is not None:
         return model
     from vqcodec.bitstream import read_code_header
 
-    name = read_code_header(source.read_bytes()).get("model", {}).get("name")
+    name = read_code_header(data).get("model", {}).get("name")
     if not isinstance(name, str):
         raise UserError(f"{source}: the file does not name its model; pass --model")
     return _load_model(name, device)
@@ -332,7 +332,9 @@ def _verify(args: argparse.Namespace) -> int:
     header = read_code_header(data)
     tables = None
     if header.get("tables"):
-        model = _load_model(args.model, "cpu") if args.model else _model_for(path, None, "cpu")
+        model = (
+            _load_model(args.model, "cpu") if args.model else _model_for(path, data, None, "cpu")
+        )
         tables = getattr(model, "code_tables", None)
     codes, _ = unpack_codes(data, tables)
     print(f"{path}: OK ({codes.numel():,} codes, all checksums match)")

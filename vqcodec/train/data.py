@@ -9,7 +9,6 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import soundfile
 import torch
 from torch import Tensor
@@ -111,12 +110,12 @@ def find_files(
 
 
 def read_image(path: str | Path) -> Tensor:
-    """``[3, H, W]`` float32 in ``[0, 1]`` (any Pillow format, converted to RGB)."""
-    from PIL import Image
+    """``[3, H, W]`` float32 in ``[0, 1]``: the picture as the CLI codes it (EXIF orientation
+    applied, alpha dropped), grey pictures repeated over three channels."""
+    from vqcodec.media import read_picture
 
-    with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
+    picture, _ = read_picture(path)
+    return picture.expand(3, *picture.shape[1:]).contiguous()
 
 
 class ImageFolder(Dataset):
