@@ -5,6 +5,7 @@ outputs are written atomically and never overwrite a file without ``--force``.""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -102,19 +103,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_atomically(path: Path, data: bytes, force: bool) -> None:
+@contextlib.contextmanager
+def _atomic_output(path: Path, force: bool):
+    """A temporary path beside ``path`` to write to; moved onto ``path`` only when the block
+    finishes without an error (so a failure never leaves a partial or clobbered file)."""
     if path.exists() and not force:
         raise UserError(f"{path} exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
+        yield Path(temporary)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give a normal file's mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _write_atomically(path: Path, data: bytes, force: bool) -> None:
+    with _atomic_output(path, force) as temporary:
+        temporary.write_bytes(data)
+
+
+BLOCK_SAMPLES = 1 << 18  # samples per channel written at a time when decoding audio
+
+
+def _write_wav(path: Path, audio, force: bool) -> None:
+    """Write a decoded audio source to a 16-bit WAV file block by block (bounded memory)."""
+    import soundfile
+
+    with _atomic_output(path, force) as temporary:
+        with soundfile.SoundFile(
+            str(temporary), "w", audio.rate, audio.channels, subtype="PCM_16", format="WAV"
+        ) as out:
+            for start in range(0, audio.length, BLOCK_SAMPLES):
+                block = audio.read(start, min(start + BLOCK_SAMPLES, audio.length))
+                out.write(block.clamp(-1, 1).T.numpy())
 
 
 def _umask() -> int:
@@ -211,7 +236,8 @@ def _levels(model, kind: str, args: argparse.Namespace) -> int | None:
 def _encode(args: argparse.Namespace) -> int:
     from vqcodec.bitstream.audio import compress_audio
     from vqcodec.bitstream.image import compress_image
-    from vqcodec.media import MediaError, detect_kind, read_audio, read_picture
+    from vqcodec.bitstream.sources import FileSource
+    from vqcodec.media import MediaError, detect_kind, read_picture
     from vqcodec.train.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
     jobs = _jobs(Path(args.input), args.output, AUDIO_SUFFIXES + IMAGE_SUFFIXES, lambda _: ".vqc")
@@ -223,8 +249,11 @@ def _encode(args: argparse.Namespace) -> int:
             model = _model_for_kind(kind, source, args)
             levels = _levels(model, kind, args)
             if kind == "audio":
-                audio, rate = read_audio(source)
-                data = compress_audio(model, audio, rate, num_levels=levels)
+                audio = FileSource(source)  # read and resampled a chunk at a time
+                try:
+                    data = compress_audio(model, audio, num_levels=levels)
+                finally:
+                    audio.close()
             else:
                 picture, had_alpha = read_picture(source)
                 if had_alpha:
@@ -251,11 +280,7 @@ def _decoded_suffix(source: Path) -> str:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    import io
-
-    import soundfile
-
-    from vqcodec.bitstream.audio import decompress_audio
+    from vqcodec.bitstream.audio import decoded_audio
     from vqcodec.bitstream.image import decompress_image
     from vqcodec.media import MediaError, picture_bytes
 
@@ -271,14 +296,9 @@ def _decode(args: argparse.Namespace) -> int:
                 encoded = picture_bytes(decompress_image(data, coder), target.suffix or ".png")
             except MediaError as error:
                 raise UserError(f"{target}: {error}") from None
+            _write_atomically(target, encoded, args.force)
         else:
-            audio, rate = decompress_audio(data, coder)
-            buffer = io.BytesIO()
-            soundfile.write(
-                buffer, audio.clamp(-1, 1).T.numpy(), rate, format="WAV", subtype="PCM_16"
-            )
-            encoded = buffer.getvalue()
-        _write_atomically(target, encoded, args.force)
+            _write_wav(target, decoded_audio(data, coder), args.force)
     if len(jobs) == 1:
         print(f"{jobs[0][0]} -> {jobs[0][1]}")
     return EXIT_OK
@@ -366,6 +386,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_audio(args: argparse.Namespace, model, levels: list[int]) -> int:
     from vqcodec.eval.audio import (
+        code_usage,
         markdown_table,
         model_round_trip,
         opus_round_trip,
@@ -399,8 +420,10 @@ def _evaluate_audio(args: argparse.Namespace, model, levels: list[int]) -> int:
             )  # fmt: skip
     except (MissingMetricPackage, OpusUnavailable) as error:
         raise UserError(str(error)) from None
+    usage = code_usage(model, files)
     print(f"{len(files)} files from {args.data}")
     print(markdown_table(points))
+    print("code usage per level over these files: " + " ".join(f"{u:.0%}" for u in usage))
     if args.plot:
         plot(points, args.plot)
         print(f"plot: {args.plot}")

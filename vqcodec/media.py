@@ -1,5 +1,6 @@
-"""Reading and writing the files the codecs take: audio through soundfile, pictures through
-Pillow. The kind of a file is found from its contents, not its name."""
+"""Reading and writing the files the codecs take: pictures through Pillow (audio files are read
+in ranges by :class:`vqcodec.bitstream.sources.FileSource`). The kind of a file is found from
+its contents, not its name."""
 
 from __future__ import annotations
 
@@ -41,19 +42,6 @@ def detect_kind(path: str | Path) -> Kind:
     except Exception:  # soundfile raises several types for files it cannot read
         pass
     raise MediaError(f"{path}: neither audio (soundfile) nor an image (Pillow) could read it")
-
-
-def read_audio(path: str | Path) -> tuple[Tensor, int]:
-    """``(audio [C, T] float32, sample_rate)``."""
-    import soundfile
-
-    try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:  # soundfile raises several types for unreadable files
-        raise MediaError(f"{path}: not readable audio ({error})") from None
-    if data.shape[0] == 0:
-        raise MediaError(f"{path}: the file holds no audio samples")
-    return torch.from_numpy(data.T.copy()), rate
 
 
 def read_picture(path: str | Path) -> tuple[Tensor, bool]:

@@ -84,3 +84,45 @@ def test_resampling_and_mono(tmp_path: Path) -> None:
     assert crop.shape == (1, 4000)
     spectrum = torch.fft.rfft(crop[0]).abs()
     assert abs(int(spectrum.argmax()) * 8000 / 4000 - 440) <= 4  # the tone survives resampling
+
+
+@pytest.mark.slow
+def test_a_release_can_be_made_from_a_training_checkpoint(audio_folder: Path, tmp_path: Path):
+    from vqcodec.train.release import main as release
+
+    config = smoke(audio_folder, tmp_path / "run", "run.steps=2", "run.save_every=2")
+    result = train(config)
+    overrides = [f'data.train=["{audio_folder}"]']
+    code = release(
+        [str(tmp_path / "run" / "checkpoints" / "step_2"), str(tmp_path / "rel"),
+         "--config", str(SMOKE), "--crops", "8", *sum((["--set", o] for o in overrides), [])]
+    )  # fmt: skip
+    assert code == 0
+    released, exported = from_pretrained(tmp_path / "rel"), from_pretrained(result.export_dir)
+    assert released.code_tables is not None
+    ours, theirs = released.state_dict(), exported.state_dict()
+    assert ours.keys() == theirs.keys()
+    for name, value in theirs.items():  # the release stores float16 weights
+        torch.testing.assert_close(ours[name].float(), value.float(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_run_can_start_from_a_trained_model(audio_folder: Path, tmp_path: Path) -> None:
+    from vqcodec.config import ConfigError
+    from vqcodec.train.loop import _initialise_from
+    from vqcodec.train.tasks import task_for
+
+    trained = train(smoke(audio_folder, tmp_path / "a", "run.steps=3", "run.save_every=3"))
+    config = smoke(
+        audio_folder, tmp_path / "b", "run.steps=1", f"run.init_from={trained.export_dir}"
+    )
+    fresh = task_for(config).model()
+    _initialise_from(fresh, str(trained.export_dir))
+    reference = from_pretrained(trained.export_dir).state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in fresh.state_dict().items())
+    continued = train(config)
+    restarted = train(smoke(audio_folder, tmp_path / "c", "run.steps=1"))
+    assert continued.losses[1] < restarted.losses[1]  # it starts from the trained weights
+    wider = smoke(audio_folder, tmp_path / "d", "model.channels=8")
+    with pytest.raises(ConfigError, match="different architecture"):
+        _initialise_from(task_for(wider).model(), str(trained.export_dir))

@@ -126,3 +126,20 @@ def plot(points: list[RatePoint], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def code_usage(model: torch.nn.Module, files: list[Path]) -> list[float]:
+    """Per residual level, the share of its codes used anywhere in ``files`` (all levels)."""
+    from vqcodec.bitstream.audio import encode_audio
+    from vqcodec.bitstream.sources import FileSource, ResampledSource
+
+    seen = torch.zeros(model.config.num_quantizers, model.config.codebook_size, dtype=torch.bool)
+    for path in files:
+        source = FileSource(path)
+        try:
+            codes = encode_audio(model, ResampledSource(source, model.config.sample_rate))
+        finally:
+            source.close()
+        for level in range(codes.shape[1]):
+            seen[level, codes[:, level].reshape(-1)] = True
+    return seen.float().mean(1).tolist()

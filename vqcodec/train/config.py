@@ -14,6 +14,7 @@ from typing import Literal
 from vqcodec.codecs.audio import AudioCodecConfig
 from vqcodec.codecs.image import ImageCodecConfig
 from vqcodec.config import ConfigError, apply_overrides, from_dict, read_json
+from vqcodec.train.adversarial import AdversarialConfig
 from vqcodec.train.losses import ImageLossWeights, LossWeights
 
 
@@ -56,6 +57,9 @@ class RunConfig:
     not rescaled when processes are added (set ``optim.lr`` yourself if you want that).
     ``check_replicas_every``: every so many steps each process hashes its parameters and
     quantizer state and the run stops if any process disagrees with process 0 (0: never).
+    ``init_from``: start from the weights of a model (a shipped name such as ``audio-24k`` or a
+    release/export folder) with the same architecture, instead of a random initialisation (the
+    optimiser, schedule and step count start afresh; fine-tuning).
     """
 
     output_dir: str = "runs/audio"
@@ -69,6 +73,7 @@ class RunConfig:
     eval_batches: int = 4
     check_replicas_every: int = 500
     seed: int = 0
+    init_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class TrainConfig:
     model_name: str = "audio-custom"
     model: AudioCodecConfig = field(default_factory=AudioCodecConfig)
     loss: LossWeights = field(default_factory=LossWeights)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -92,6 +98,7 @@ class ImageTrainConfig:
     model_name: str = "image-custom"
     model: ImageCodecConfig = field(default_factory=ImageCodecConfig)
     loss: ImageLossWeights = field(default_factory=ImageLossWeights)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=lambda: RunConfig(output_dir="runs/image"))

@@ -20,8 +20,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vqcodec.checkpoint import save_pretrained
-from vqcodec.config import to_dict
+from vqcodec.config import ConfigError, to_dict
+from vqcodec.train.adversarial import AdversarialConfig, discriminator_loss, generator_terms
 from vqcodec.train.config import ImageTrainConfig, TrainConfig
+from vqcodec.train.losses import LossTerms
 from vqcodec.train.replicas import check_replicas_agree
 from vqcodec.train.tasks import AudioTask, ImageTask, task_for
 
@@ -118,6 +120,8 @@ def train(
 
     task = task_for(config)
     model = task.model()
+    if run.init_from:
+        _initialise_from(model, run.init_from)
     losses = task.loss().to(accelerator.device)
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -126,6 +130,13 @@ def train(
         weight_decay=config.optim.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    adversary = config.adversarial
+    discriminator = d_optimizer = None
+    if adversary.enabled:
+        discriminator = task.discriminator()
+        d_optimizer = torch.optim.AdamW(
+            discriminator.parameters(), lr=adversary.lr, betas=tuple(adversary.betas)
+        )
     train_set = task.dataset(config.data.train, train=True)
     loader = DataLoader(
         train_set,
@@ -143,6 +154,9 @@ def train(
         dev_set = task.dataset(config.data.dev, train=False)
         dev_loader = accelerator.prepare(DataLoader(dev_set, batch_size=run.batch_size))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    if discriminator is not None:
+        discriminator, d_optimizer = accelerator.prepare(discriminator, d_optimizer)
+    trained = [m for m in (model, discriminator) if m is not None]
 
     step = 0
     if resume is not None:
@@ -164,14 +178,28 @@ def train(
     started = time.perf_counter()
     while step < end:
         x = next(batches)
-        with accelerator.accumulate(model):
+        adversarial_step = discriminator is not None and step >= adversary.start_step
+        with accelerator.accumulate(*trained):
             out = model(x)
             terms = losses(out.x_hat, x, out.loss)
+            if adversarial_step:
+                terms = _with_adversarial_terms(
+                    terms, accelerator, discriminator, out.x_hat, x, adversary
+                )
             accelerator.backward(terms.total)
             if accelerator.sync_gradients and config.optim.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
             optimizer.step()
             optimizer.zero_grad()
+            if adversarial_step:
+                # The discriminator learns from this step's reconstructions, after the codec.
+                d_loss = discriminator_loss(discriminator, out.x_hat, x)
+                accelerator.backward(d_loss)
+                if accelerator.sync_gradients and config.optim.grad_clip > 0:
+                    accelerator.clip_grad_norm_(discriminator.parameters(), config.optim.grad_clip)
+                d_optimizer.step()
+                d_optimizer.zero_grad()
+                terms.terms["discriminator"] = d_loss.detach()
         if not accelerator.sync_gradients:
             continue
         scheduler.step()
@@ -219,6 +247,36 @@ def train(
         result.export_dir = save_pretrained(accelerator.unwrap_model(model), output / "model")
     accelerator.wait_for_everyone()
     return result
+
+
+def _initialise_from(model: torch.nn.Module, name: str) -> None:
+    """Copy a trained model's weights and quantizer state into ``model`` (same architecture)."""
+    from vqcodec.checkpoint import load
+
+    trained = load(name)
+    if trained.config != model.config:
+        raise ConfigError(f"run.init_from: {name} has a different architecture than model")
+    model.load_state_dict(trained.state_dict(), strict=True)
+
+
+def _with_adversarial_terms(
+    terms: LossTerms,
+    accelerator: Accelerator,
+    discriminator: torch.nn.Module,
+    x_hat: Tensor,
+    x: Tensor,
+    config: AdversarialConfig,
+) -> LossTerms:
+    """``terms`` plus the codec's adversarial and feature-matching terms."""
+    # The bare module, with its parameters frozen: this pass must train the codec only, and
+    # must not fire the data-parallel wrapper's gradient hooks.
+    judge = accelerator.unwrap_model(discriminator)
+    judge.requires_grad_(False)
+    with accelerator.autocast():
+        extra = generator_terms(judge, x_hat, x, config)
+    judge.requires_grad_(True)
+    total = terms.total + sum(extra.values())
+    return LossTerms(total, {**terms.terms, **{k: v.detach() for k, v in extra.items()}})
 
 
 def _read_losses(pending: dict[int, Tensor], accelerator: Accelerator, into: dict) -> float:

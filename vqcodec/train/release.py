@@ -2,13 +2,19 @@
 the codes of the training data.
 
     python -m vqcodec.train.release RUN/model OUT --config configs/audio-24k.json [--crops 400]
+
+``RUN/model`` may also be a training checkpoint (``RUN/checkpoints/step_N``, or any folder
+with the ``model.safetensors`` that ``accelerate`` saved there): the model is then built from
+``--config`` and loaded from it.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from vqcodec.bitstream.tables import CodeTables
@@ -17,25 +23,35 @@ from vqcodec.train.config import load_train_config
 from vqcodec.train.tasks import task_for
 
 
+def _load(folder: Path, config) -> torch.nn.Module:
+    """A release or export folder (with config.json), or a training checkpoint's weights."""
+    if (folder / "config.json").is_file():
+        return from_pretrained(folder)
+    model = task_for(config).model()
+    model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
+    return model.eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fit entropy tables and write a release folder.")
-    parser.add_argument("model", help="trained model folder (a run's model/)")
+    parser.add_argument("model", help="trained model folder (a run's model/) or checkpoint folder")
     parser.add_argument("output", help="release folder to write")
     parser.add_argument("--config", required=True, help="the run's training config")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--crops", type=int, default=400, help="training crops to fit on")
     args = parser.parse_args(argv)
     config = load_train_config(args.config, args.overrides)
-    model = from_pretrained(args.model)
+    model = _load(Path(args.model), config)
     torch.manual_seed(0)
     data = task_for(config).dataset(config.data.train, train=True)
     batches, seen = [], 0
     with torch.no_grad():
-        for x in DataLoader(data, batch_size=8, shuffle=True):
-            batches.append(model.encode(x))
-            seen += x.shape[0]
-            if seen >= args.crops:
-                break
+        while seen < args.crops:  # epochs of random crops until enough (small folders repeat)
+            for x in DataLoader(data, batch_size=8, shuffle=True):
+                batches.append(model.encode(x))
+                seen += x.shape[0]
+                if seen >= args.crops:
+                    break
     sizes = [model.quantizer.codebook_size] * batches[0].shape[1]
     save_pretrained(model, args.output, tables=CodeTables.fit(batches, sizes), half=True)
     print(f"wrote {args.output} (tables fitted on {seen} crops)")

@@ -10,6 +10,7 @@ from vqcodec.codecs.audio import AudioCodec
 from vqcodec.codecs.image import ImageCodec
 from vqcodec.train.config import ImageTrainConfig, TrainConfig
 from vqcodec.train.data import AudioFolder, ImageFolder
+from vqcodec.train.discriminators import MultiScaleSTFTDiscriminator, PatchDiscriminator
 from vqcodec.train.losses import AudioReconstructionLoss, ImageReconstructionLoss
 
 
@@ -24,6 +25,9 @@ class AudioTask:
 
     def loss(self) -> nn.Module:
         return AudioReconstructionLoss(self.config.model.sample_rate, self.config.loss)
+
+    def discriminator(self) -> nn.Module:
+        return MultiScaleSTFTDiscriminator(filters=self.config.adversarial.width)
 
     def dataset(self, roots: tuple[str, ...], train: bool) -> Dataset:
         data = self.config.data
@@ -47,6 +51,9 @@ class ImageTask:
 
     def loss(self) -> nn.Module:
         return ImageReconstructionLoss(self.config.loss)
+
+    def discriminator(self) -> nn.Module:
+        return PatchDiscriminator(width=self.config.adversarial.width)
 
     def dataset(self, roots: tuple[str, ...], train: bool) -> Dataset:
         return ImageFolder(roots, self.config.data.crop, train, self.config.data.exclude)
