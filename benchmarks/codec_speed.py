@@ -93,8 +93,10 @@ def audio_rows(device: str, seconds: float, repeats: int) -> list[tuple[str, flo
 
 
 @torch.inference_mode()
-def image_rows(device: str, megapixels: float, repeats: int) -> list[tuple[str, float, float]]:
-    model = vqcodec.load("image").to(device)
+def image_rows(
+    device: str, megapixels: float, repeats: int, name: str = "image"
+) -> list[tuple[str, float, float]]:
+    model = vqcodec.load(name).to(device)
     side = int((megapixels * 1e6) ** 0.5)
     y, x = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
     generator = torch.Generator().manual_seed(0)
@@ -108,12 +110,12 @@ def image_rows(device: str, megapixels: float, repeats: int) -> list[tuple[str, 
     data = compress_image(model, picture)
     return [
         (
-            f"vqcodec image, networks (tiled), {side}x{side}",
+            f"vqcodec {name}, networks (tiled), {side}x{side}",
             timed(lambda: model.encode_tiled(batch), device, repeats) / mp,
             timed(lambda: model.decode_tiled(codes), device, repeats) / mp,
         ),
         (
-            f"vqcodec image, .vqc files, {side}x{side}",
+            f"vqcodec {name}, .vqc files, {side}x{side}",
             timed(lambda: compress_image(model, picture), device, repeats) / mp,
             timed(lambda: decompress_image(data, model), device, repeats) / mp,
         ),
@@ -126,6 +128,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--megapixels", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--image-models", default="image", help="comma-separated image model names or folders"
+    )
+    parser.add_argument("--no-audio", action="store_true", help="time the image models only")
     args = parser.parse_args()
     name = (
         torch.cuda.get_device_name()
@@ -133,18 +139,20 @@ def main() -> None:
         else f"CPU, {torch.get_num_threads()} threads"
     )
     print(f"# {name}, torch {torch.__version__}, {args.seconds:g} s clip, median of {args.repeats}")
-    print("\n| audio at 6 kb/s | encode × real time | decode × real time |")
-    print("|---|---:|---:|")
-    audio = audio_rows(args.device, args.seconds, args.repeats)
-    for label, encode, decode in audio:
-        print(f"| {label} | {encode:.1f} | {decode:.1f} |")
-    ours, theirs = audio[0], audio[-1]
-    both = (1 / theirs[1] + 1 / theirs[2]) / (1 / ours[1] + 1 / ours[2])
-    print(f"\nencode+decode, networks: vqcodec is {both:.2f}x EnCodec's speed")
+    if not args.no_audio:
+        print("\n| audio at 6 kb/s | encode × real time | decode × real time |")
+        print("|---|---:|---:|")
+        audio = audio_rows(args.device, args.seconds, args.repeats)
+        for label, encode, decode in audio:
+            print(f"| {label} | {encode:.1f} | {decode:.1f} |")
+        ours, theirs = audio[0], audio[-1]
+        both = (1 / theirs[1] + 1 / theirs[2]) / (1 / ours[1] + 1 / ours[2])
+        print(f"\nencode+decode, networks: vqcodec is {both:.2f}x EnCodec's speed")
     print("\n| image | encode s/MP | decode s/MP |")
     print("|---|---:|---:|")
-    for label, encode, decode in image_rows(args.device, args.megapixels, args.repeats):
-        print(f"| {label} | {encode:.3f} | {decode:.3f} |")
+    for name in args.image_models.split(","):
+        for label, encode, decode in image_rows(args.device, args.megapixels, args.repeats, name):
+            print(f"| {label} | {encode:.3f} | {decode:.3f} |")
 
 
 if __name__ == "__main__":

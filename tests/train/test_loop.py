@@ -126,3 +126,16 @@ def test_a_run_can_start_from_a_trained_model(audio_folder: Path, tmp_path: Path
     wider = smoke(audio_folder, tmp_path / "d", "model.channels=8")
     with pytest.raises(ConfigError, match="different architecture"):
         _initialise_from(task_for(wider).model(), str(trained.export_dir))
+
+
+def test_an_unknown_init_from_is_one_line_and_exit_2(
+    audio_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vqcodec.train.__main__ import main
+
+    code = main([str(SMOKE), "--set", f'data.train=["{audio_folder}"]', "--set",
+                 f"run.output_dir={tmp_path}", "--set", "run.init_from=no-such-model"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vqcodec train: run.init_from:") and "no-such-model" in err
+    assert "\n" not in err

@@ -38,6 +38,8 @@ def encode_audio(
         audio = TensorSource(audio, model.config.sample_rate)
     hop, device = model.hop_length, next(model.parameters()).device
     frames = math.ceil(audio.length / hop)
+    if frames == 0:
+        raise ValueError("no audio samples to encode")
     out = None
     for start, stop, left, right in context_windows(frames, chunk_frames, context_frames):
         x = audio.read(left * hop, right * hop)[:, None].to(device)  # [C, 1, T]
@@ -164,9 +166,7 @@ def decoded_audio(data: bytes, model: nn.Module | None = None) -> SampleSource:
     codes, layout = unpack_codes(data, getattr(model, "code_tables", None))
     if layout.shape[0] != signal["channels"]:
         raise HeaderError("header's channel count disagrees with its codes")
-    resampled = ResampledSource(DecodedSource(model, codes), signal["sample_rate"])
-    resampled.length = signal["length"]  # the original length: zeros past the decoded end
-    return resampled
+    return ResampledSource(DecodedSource(model, codes), signal["sample_rate"], signal["length"])
 
 
 def decompress_audio(data: bytes, model: nn.Module | None = None) -> tuple[Tensor, int]:

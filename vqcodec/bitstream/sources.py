@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from vqcodec.codecs.audio import _resampler
+from vqcodec.codecs.audio import resampler
 
 
 class SampleSource(Protocol):
@@ -98,13 +98,18 @@ class FileSource:
 
 
 class ResampledSource:
-    """``source`` resampled to ``rate`` (torchaudio's windowed sinc, as :func:`resample`)."""
+    """``source`` resampled to ``rate`` (torchaudio's windowed sinc, as :func:`resample`).
 
-    def __init__(self, source: SampleSource, rate: int) -> None:
+    ``length`` overrides the resampled length (e.g. a decoded signal's original length): reads
+    beyond what resampling gives are zeros.
+    """
+
+    def __init__(self, source: SampleSource, rate: int, length: int | None = None) -> None:
         self.source, self.rate, self.channels = source, int(rate), source.channels
         g = math.gcd(source.rate, self.rate)
         self.orig, self.new = source.rate // g, self.rate // g  # input / output samples per block
-        self.length = math.ceil(self.new * source.length / self.orig)
+        resampled_length = math.ceil(self.new * source.length / self.orig)
+        self.length = resampled_length if length is None else length
         # torchaudio's filter reaches this many input samples either side (its width), plus one
         # block for the polyphase phases.
         width = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99))
@@ -116,7 +121,7 @@ class ResampledSource:
         first = start // self.new - self.margin_blocks
         last = -(-stop // self.new) + self.margin_blocks
         segment = self.source.read(first * self.orig, last * self.orig)
-        resampled = _resampler(self.source.rate, self.rate)(segment)
+        resampled = resampler(self.source.rate, self.rate)(segment)
         offset = start - first * self.new
         out = resampled[:, offset : offset + stop - start]
         # Outside [0, length) whole-signal resampling has no samples: zeros, as for any source.

@@ -157,10 +157,11 @@ class AudioCodec(nn.Module):
 
 
 @functools.lru_cache(maxsize=16)
-def _resampler(source: int, target: int) -> torchaudio.transforms.Resample:
+def resampler(source: int, target: int) -> torchaudio.transforms.Resample:
+    """torchaudio's windowed-sinc resampler between two rates (built once per pair)."""
     return torchaudio.transforms.Resample(source, target)
 
 
 def resample(audio: Tensor, source_rate: int, target_rate: int) -> Tensor:
     """Resample ``[..., T]`` from ``source_rate`` to ``target_rate`` (torchaudio, windowed sinc)."""
-    return audio if source_rate == target_rate else _resampler(source_rate, target_rate)(audio)
+    return audio if source_rate == target_rate else resampler(source_rate, target_rate)(audio)

@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from vqcodec.train.loop import train
 
-    result = train(config, resume=args.resume)
+    try:
+        result = train(config, resume=args.resume)
+    except ConfigError as error:  # found while setting up, e.g. a bad run.init_from
+        print(f"vqcodec train: {error}", file=sys.stderr)
+        return 2
     print(
         f"finished at step {result.step}"
         + (f"; model in {result.export_dir}" if result.export_dir else "")

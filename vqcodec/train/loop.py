@@ -251,9 +251,12 @@ def train(
 
 def _initialise_from(model: torch.nn.Module, name: str) -> None:
     """Copy a trained model's weights and quantizer state into ``model`` (same architecture)."""
-    from vqcodec.checkpoint import load
+    from vqcodec.checkpoint import CheckpointError, UnknownModelError, load
 
-    trained = load(name)
+    try:
+        trained = load(name)
+    except (UnknownModelError, CheckpointError) as error:
+        raise ConfigError(f"run.init_from: {error}") from None
     if trained.config != model.config:
         raise ConfigError(f"run.init_from: {name} has a different architecture than model")
     model.load_state_dict(trained.state_dict(), strict=True)
