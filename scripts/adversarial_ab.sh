@@ -16,7 +16,7 @@ run() {  # NAME CONFIG OVERRIDES...
 }
 if [ "$1" = image ]; then
   I=(--set 'data.train=["/tmp/data/images/train"]' --set 'data.dev=["/tmp/data/images/dev"]'
-     --set model.quantizer=fsq --set data.num_workers=3)
+     --set model.quantizer=fsq --set 'model.channels=[32,64,128,128]' --set data.num_workers=3)
   run image-plain configs/image.json "${I[@]}"
   run image-adversarial configs/image.json "${I[@]}" --set adversarial.weight=0.1 \
     --set adversarial.start_step=1000 --set adversarial.width=64
