@@ -139,3 +139,26 @@ def test_an_unknown_init_from_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert err.startswith("vqcodec train: run.init_from:") and "no-such-model" in err
     assert "\n" not in err
+
+
+def test_cached_audio_gives_the_same_crops_as_reading_the_files(audio_folder: Path) -> None:
+    from vqcodec.train.data import AudioFolder
+
+    (audio_folder / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    read = AudioFolder([audio_folder], 8000, 0.1, random_crop=False)
+    cached = AudioFolder([audio_folder], 8000, 0.1, random_crop=False, cache=True)
+    assert [p.name for p, _ in cached.skipped] == ["broken.wav"]
+    assert [p for p, _, _ in cached.files] == [p for p, _, _ in read.files]
+    for i in range(len(read)):  # float16 storage; resampling the whole file vs a segment
+        torch.testing.assert_close(cached[i], read[i], atol=2e-3, rtol=0)
+    torch.manual_seed(0)
+    crops = torch.stack([AudioFolder([audio_folder], 8000, 0.1, cache=True)[i] for i in range(6)])
+    assert crops.shape == (6, 1, 800) and crops.abs().sum() > 0
+    whole = AudioFolder([audio_folder], 8000, 10.0, cache=True)[0]  # longer than the file
+    assert whole.shape == (1, 80_000) and torch.equal(whole[:, 4_000:], torch.zeros(1, 76_000))
+
+
+@pytest.mark.slow
+def test_training_from_cached_audio(audio_folder: Path, tmp_path: Path) -> None:
+    config = smoke(audio_folder, tmp_path / "run", "run.steps=2", "data.cache_audio=true")
+    assert train(config).step == 2

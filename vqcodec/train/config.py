@@ -24,7 +24,8 @@ class DataConfig:
 
     ``segment_seconds`` applies to audio, ``crop`` (square side in pixels) to images;
     ``exclude`` lists file-name patterns (``fnmatch``) left out, e.g. files whose license does
-    not allow shipping a model trained on them.
+    not allow shipping a model trained on them. ``cache_audio`` decodes the training audio
+    once into shared memory (see :class:`~vqcodec.train.data.AudioFolder`).
     """
 
     train: tuple[str, ...] = ()
@@ -33,6 +34,7 @@ class DataConfig:
     segment_seconds: float = 1.0
     crop: int = 256
     num_workers: int = 0
+    cache_audio: bool = False
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ class AudioTask:
     def dataset(self, roots: tuple[str, ...], train: bool) -> Dataset:
         data = self.config.data
         return AudioFolder(
-            roots, self.config.model.sample_rate, data.segment_seconds, train, data.exclude
-        )
+            roots, self.config.model.sample_rate, data.segment_seconds, train, data.exclude,
+            cache=train and data.cache_audio,
+        )  # fmt: skip
 
     def dev_metrics(self, codec: AudioCodec, loss: nn.Module, x: Tensor, x_hat: Tensor):
         lowest = codec.decode(codec.encode(x, num_levels=1))[..., : x.shape[-1]]
