@@ -1,4 +1,5 @@
-"""Tiny audio folders made in the test: tones, chirps and noise written with soundfile."""
+"""Tiny folders made in the test: audio (tones, chirps and noise written with soundfile) and
+pictures (gradients with noise, one unreadable, one excluded by name)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from PIL import Image
 
 
 def write_tones(folder: Path, count: int = 6, rate: int = 8000, seconds: float = 0.5) -> Path:
@@ -25,3 +27,20 @@ def write_tones(folder: Path, count: int = 6, rate: int = 8000, seconds: float =
 @pytest.fixture
 def audio_folder(tmp_path: Path) -> Path:
     return write_tones(tmp_path / "audio")
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(40, 50), (24, 30), (64, 64)]):
+        y, x = np.mgrid[: size[0], : size[1]]
+        base = np.stack([x / size[1], y / size[0], np.full(size, 0.3)], -1)
+        pixels = (255 * np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1)).astype(
+            "uint8"
+        )
+        Image.fromarray(pixels).save(folder / f"photo{i}.{'png' if i else 'jpg'}")
+    (folder / "excluded_wallpaper.png").write_bytes((folder / "photo1.png").read_bytes())
+    (folder / "broken.png").write_bytes(b"not an image")
+    return folder

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train.test_image_training import CONFIGS, image_folder  # noqa: F401 (fixture)
+from tests.train.test_image_training import CONFIGS
 from tests.train.test_loop import smoke
 from vqcodec.train.adversarial import (
     discriminator_hinge,
@@ -80,8 +80,7 @@ def test_resume_with_a_discriminator_gives_the_same_next_step_loss(
 
 @pytest.mark.slow
 def test_image_run_trains_the_discriminator_from_its_start_step(
-    image_folder: Path,  # noqa: F811 (fixture)
-    tmp_path: Path,
+    image_folder: Path, tmp_path: Path
 ) -> None:
     config = load_train_config(
         CONFIGS / "image-smoke.json",

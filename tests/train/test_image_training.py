@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from vqcodec.checkpoint import from_pretrained
 from vqcodec.config import ConfigError
@@ -16,23 +14,6 @@ from vqcodec.train.data import ImageFolder
 from vqcodec.train.loop import train
 
 CONFIGS = Path(__file__).parents[2] / "configs"
-
-
-@pytest.fixture
-def image_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i, size in enumerate([(40, 50), (24, 30), (64, 64)]):
-        y, x = np.mgrid[: size[0], : size[1]]
-        base = np.stack([x / size[1], y / size[0], np.full(size, 0.3)], -1)
-        pixels = (255 * np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1)).astype(
-            "uint8"
-        )
-        Image.fromarray(pixels).save(folder / f"photo{i}.{'png' if i else 'jpg'}")
-    (folder / "excluded_wallpaper.png").write_bytes((folder / "photo1.png").read_bytes())
-    (folder / "broken.png").write_bytes(b"not an image")
-    return folder
 
 
 def test_image_folder_crops_skips_and_excludes(image_folder: Path) -> None:

@@ -19,11 +19,11 @@ from torch.utils.data import DataLoader
 
 from vqcodec.bitstream.tables import CodeTables
 from vqcodec.checkpoint import from_pretrained, save_pretrained
-from vqcodec.train.config import load_train_config
+from vqcodec.train.config import ImageTrainConfig, TrainConfig, load_train_config
 from vqcodec.train.tasks import task_for
 
 
-def _load(folder: Path, config) -> torch.nn.Module:
+def _load(folder: Path, config: TrainConfig | ImageTrainConfig) -> torch.nn.Module:
     """A release or export folder (with config.json), or a training checkpoint's weights."""
     if (folder / "config.json").is_file():
         return from_pretrained(folder)
