@@ -141,6 +141,22 @@ def test_an_unknown_init_from_is_one_line_and_exit_2(
     assert "\n" not in err
 
 
+@pytest.mark.parametrize("train", ["[]", '["{missing}"]', '["{empty}"]'])
+def test_unusable_training_data_is_one_line_and_exit_2(
+    train: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vqcodec.train.__main__ import main
+
+    (tmp_path / "empty").mkdir()
+    train = train.format(missing=tmp_path / "missing", empty=tmp_path / "empty")
+    code = main([str(SMOKE), "--set", f"data.train={train}", "--set",
+                 f"run.output_dir={tmp_path / 'run'}"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vqcodec train: ") and "\n" not in err
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
+
+
 def test_cached_audio_gives_the_same_crops_as_reading_the_files(audio_folder: Path) -> None:
     from vqcodec.train.data import AudioFolder
 

@@ -28,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"vqcodec train: {error}", file=sys.stderr)
         return 2
+    from vqcodec.train.data import DataError
     from vqcodec.train.loop import train
 
     try:
         result = train(config, resume=args.resume)
-    except ConfigError as error:  # found while setting up, e.g. a bad run.init_from
+    except (ConfigError, DataError) as error:  # found while setting up: bad data, init_from
         print(f"vqcodec train: {error}", file=sys.stderr)
         return 2
     print(

@@ -20,6 +20,14 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 log = logging.getLogger(__name__)
 
 
+class DataError(ValueError):
+    """A data path a run cannot use: missing, or with nothing readable in it."""
+
+
+class MissingDataPath(DataError, FileNotFoundError):
+    """A data path that does not exist."""
+
+
 def find_audio_files(roots: Iterable[str | Path], exclude: Iterable[str] = ()) -> list[Path]:
     """Audio files under ``roots`` (files or folders, searched recursively), sorted."""
     return find_files(roots, AUDIO_SUFFIXES, exclude)
@@ -67,7 +75,7 @@ class AudioFolder(Dataset):
                 self.skipped.append((path, str(error)))
                 log.warning("skipping unreadable audio file %s: %s", path, error)
         if not self.files:
-            raise ValueError(f"no readable audio files under {', '.join(map(str, roots))}")
+            raise DataError(f"no readable audio files under {', '.join(map(str, roots))}")
         self._samples: Tensor | None = None  # every file at the model rate, one after another
         self._offsets: list[tuple[int, int]] = []  # (start, length) of each file in _samples
         if cache:
@@ -90,7 +98,7 @@ class AudioFolder(Dataset):
             self._offsets.append((start, audio.shape[-1]))
             start += audio.shape[-1]
         if not parts:
-            raise ValueError("no audio file could be read")
+            raise DataError("no audio file could be read")
         self.files = kept
         self._samples = torch.cat(parts).share_memory_()
 
@@ -146,7 +154,7 @@ def find_files(
         elif root.is_dir():
             found += [p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()]
         else:
-            raise FileNotFoundError(f"data path {root} does not exist")
+            raise MissingDataPath(f"data path {root} does not exist")
     patterns = list(exclude)
     return sorted(p for p in found if not any(fnmatch.fnmatch(p.name, x) for x in patterns))
 
@@ -191,7 +199,7 @@ class ImageFolder(Dataset):
                 self.skipped.append((path, str(error)))
                 log.warning("skipping unreadable image %s: %s", path, error)
         if not self.files:
-            raise ValueError(f"no readable images under {', '.join(map(str, roots))}")
+            raise DataError(f"no readable images under {', '.join(map(str, roots))}")
 
     def __len__(self) -> int:
         return len(self.files)

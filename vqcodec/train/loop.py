@@ -137,6 +137,8 @@ def train(
         d_optimizer = torch.optim.AdamW(
             discriminator.parameters(), lr=adversary.lr, betas=tuple(adversary.betas)
         )
+    if not config.data.train:
+        raise ConfigError("data.train: no training data given (a list of files or folders)")
     train_set = task.dataset(config.data.train, train=True)
     loader = DataLoader(
         train_set,
