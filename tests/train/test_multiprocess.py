@@ -26,7 +26,8 @@ def _train(processes: int, audio: Path, out: Path, *extra: str) -> subprocess.Co
     if processes == 1:
         launcher = [sys.executable, "-m", "vqcodec.train"]
     else:
-        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu"]
+        # The documented command; without CUDA its processes join one gloo group.
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
         launcher += ["--num_processes", str(processes), "--num_machines", "1"]
         launcher += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vqcodec.train"]
     overrides = [
@@ -61,6 +62,7 @@ def test_two_processes_agree_and_resume_on_another_process_count(
     steps = [r["step"] for r in log if "replicas_agree" in r]
     assert steps == [1, 2, 3, 4]
     assert all(r["replicas_agree"] > 0 for r in log if "replicas_agree" in r)
+    assert all(r["processes"] == 2 for r in log if "replicas_agree" in r)
     assert len([r for r in log if "loss" in r]) == 4
     assert (tmp_path / "two" / "checkpoints" / "step_2" / "progress.json").is_file()
     assert (tmp_path / "two" / "model" / "model.safetensors").is_file()
@@ -87,6 +89,7 @@ def test_two_processes_agree_and_resume_on_another_process_count(
     )
     resumed = _log(tmp_path / "one_then_two")
     assert [r["step"] for r in resumed if "replicas_agree" in r] == [3, 4]
+    assert all(r["processes"] == 2 for r in resumed if "replicas_agree" in r)
 
 
 class _Tiny(nn.Module):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ def train(
     """
     run = config.run
     accelerator = Accelerator(
+        cpu=_cpu_processes(),
         mixed_precision=run.mixed_precision,
         gradient_accumulation_steps=run.gradient_accumulation,
         # non_blocking with pinned batches: copying a pageable batch to the GPU waits for it.
@@ -144,7 +146,8 @@ def train(
         train_set,
         batch_size=run.batch_size,
         shuffle=True,
-        drop_last=len(train_set) >= run.batch_size,
+        # A full batch on every process when there is enough data; a smaller one otherwise.
+        drop_last=len(train_set) >= run.batch_size * accelerator.num_processes,
         num_workers=config.data.num_workers,
         # Workers live across epochs: with a few hundred files an epoch is a dozen batches, and
         # restarting the workers every epoch halved two-GPU throughput (measured).
@@ -228,7 +231,9 @@ def train(
         if run.check_replicas_every and (step % run.check_replicas_every == 0 or step == end):
             # Every process hashes its state; a disagreement stops the run (ReplicaDriftError).
             checked = check_replicas_agree(accelerator.unwrap_model(model))
-            record.update({"step": step, "replicas_agree": checked})
+            record.update(
+                {"step": step, "replicas_agree": checked, "processes": accelerator.num_processes}
+            )
         if dev_loader is not None and (step % run.eval_every == 0 or step == run.steps):
             record.update(
                 {
@@ -249,6 +254,16 @@ def train(
         result.export_dir = save_pretrained(accelerator.unwrap_model(model), output / "model")
     accelerator.wait_for_everyone()
     return result
+
+
+def _cpu_processes() -> bool:
+    """Whether this is one of several launched processes on a machine without CUDA.
+
+    accelerate's multi-GPU launcher (and torchrun) on such a machine would otherwise start
+    unconnected one-process runs, each believing it is the main process; told to use the CPU,
+    they join one gloo process group.
+    """
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _initialise_from(model: torch.nn.Module, name: str) -> None:
