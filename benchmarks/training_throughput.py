@@ -38,6 +38,8 @@ def command_for(config, processes, steps, warmup, out, overrides) -> list[str]:
         f"run.save_every={steps * 10}",
         f"run.eval_every={steps * 10}",
         f"run.check_replicas_every={warmup // 2}",
+        # No dev set: the evaluation at the last step would be timed as training.
+        "data.dev=[]",
         *overrides,
     ]
     return [*launcher, config, *(a for s in sets for a in ("--set", s))]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -114,6 +114,14 @@ def train(
         # The schedule follows optimiser updates whatever the process count (accelerate's
         # default would advance it once per process per update).
         step_scheduler_with_optimizer=False,
+        # broadcast_buffers=False: DDP would otherwise broadcast rank 0's buffers before every
+        # forward, making the processes wait for each other (91.5 -> 77.8 ms per step on two
+        # GPUs, with gradient_as_bucket_view). The quantizers keep their own buffers identical
+        # (the replica checks prove it); the latent batch norm's running statistics, used only
+        # at inference, are each process's own estimate and the main process's are saved.
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(broadcast_buffers=False, gradient_as_bucket_view=True)
+        ],
     )
     # A different seed per process: random crops and quantizer dropout differ across ranks;
     # the weights still start equal because DDP broadcasts rank 0's at wrap time.
