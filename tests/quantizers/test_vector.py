@@ -70,7 +70,10 @@ def test_revived_code_statistics_are_reset_with_it() -> None:
     with torch.no_grad():
         vq.codebook[1:] += 100.0  # only code 0 is reachable: the rest are dead
         vq.ema_sum.copy_(vq.codebook)
-    vq(torch.randn(64, 4))
+    replaced = vq(torch.randn(64, 4)).metrics["dead_codes"]
+    assert float(replaced) == 7  # training: the codes replaced in this step
+    vq.eval()
+    assert float(vq(torch.randn(64, 4)).metrics["dead_codes"]) == 0  # none dead any more
     dead = torch.arange(1, 8)
     # Each revived code's EMA mean equals its new value, so the next update cannot pull it back.
     means = vq.ema_sum[dead] / vq.ema_count[dead, None]

@@ -41,6 +41,10 @@ class VectorQuantizer(SingleLevelQuantizer):
         dead_code_threshold: a code whose running share of assignments falls under this fraction
             of the uniform share ``1/K`` is replaced by a random feature of the batch (0: never).
 
+    Metrics: ``code_usage`` and ``perplexity`` of the batch's codes, and ``dead_codes``: in
+    training, the codes replaced in this step (dead before the replacement); otherwise the codes
+    now under the threshold.
+
     Codebook statistics are summed over processes when ``torch.distributed`` is initialised, and
     replacement features and k-means centroids come from rank 0, so every rank keeps the same
     codebook.
@@ -136,9 +140,11 @@ class VectorQuantizer(SingleLevelQuantizer):
 
         counts = code_histogram(indices, self.codebook_size)
         if self.training:
-            counts = self._update_codebook(x.detach(), indices, counts)
+            counts, dead = self._update_codebook(x.detach(), indices, counts)
+        else:
+            dead = self.usage.dead_mask(self.dead_code_threshold)
         metrics = usage_metrics(counts)
-        metrics["dead_codes"] = self.usage.dead_mask(self.dead_code_threshold).sum().float()
+        metrics["dead_codes"] = dead.sum().float()
         return RowQuantization(z_q, indices, loss, metrics)
 
     def encode_rows(self, rows: Tensor) -> Tensor:
@@ -152,8 +158,9 @@ class VectorQuantizer(SingleLevelQuantizer):
 
     @torch.compiler.disable
     @torch.no_grad()
-    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> Tensor:
-        """Fold one batch into the codebook statistics; returns the all-process histogram."""
+    def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+        """Fold one batch into the codebook statistics; returns the all-process histogram
+        ``[K]`` and the mask ``[K]`` of codes that were dead (and are now replaced)."""
         x = x.float()
         if self.codebook_learning == "ema":
             sums = torch.zeros_like(self.ema_sum).index_add_(0, indices, x)
@@ -167,18 +174,17 @@ class VectorQuantizer(SingleLevelQuantizer):
         else:
             counts = distributed.all_reduce_sum_(counts.clone())
         self.usage.update(counts)
-        if self.dead_code_threshold > 0:
-            self._replace_dead_codes(x)
-        return counts
+        dead = self.usage.dead_mask(self.dead_code_threshold)  # all False at threshold 0
+        if self.dead_code_threshold > 0 and x.shape[0] > 0:
+            self._replace_dead_codes(x, dead)
+        return counts, dead
 
-    def _replace_dead_codes(self, x: Tensor) -> None:
-        if x.shape[0] == 0:
-            return
+    def _replace_dead_codes(self, x: Tensor, dead: Tensor) -> None:
         # Fixed-size, mask-based updates: counting the dead codes on the host would stall every
         # training step until the GPU (and, under DDP, every other process) caught up. One
         # candidate is drawn per code and only dead codes take theirs. Rank 0 draws; everyone
         # receives the same candidates.
-        dead = self.usage.dead_mask(self.dead_code_threshold)[:, None]  # [K, 1]
+        dead = dead[:, None]  # [K, 1]
         picks = torch.randint(x.shape[0], (self.codebook_size,), device=x.device)
         replacement = distributed.broadcast_from_main_(x[picks].contiguous())  # [K, d]
         # .data: a loss-learned codebook may be saved for backward (cosine lookup); dead rows
