@@ -90,6 +90,26 @@ def test_folders_are_processed_recursively(stereo_wav: Path, tmp_path: Path) -> 
     assert (tmp_path / "wav" / "sub" / "b.wav").is_file()
 
 
+def test_a_bad_file_in_a_folder_is_reported_and_skipped(
+    stereo_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = stereo_wav.parent
+    (folder / "a_broken.wav").write_bytes(b"this is not audio")  # sorted before tone.wav
+    out = tmp_path / "coded"
+    assert main(["encode", str(folder), "-o", str(out)]) == 1
+    assert {p.name for p in out.rglob("*.vqc")} == {"tone.vqc"}  # the good file is still coded
+    err = capsys.readouterr().err
+    assert "a_broken.wav" in err and "1 of 2 files failed" in err and "Traceback" not in err
+    (out / "junk.vqc").write_bytes(b"not a vqc file")
+    assert main(["decode", str(out), "-o", str(tmp_path / "wav")]) == 1
+    assert (tmp_path / "wav" / "tone.wav").is_file()
+    assert "junk.vqc: not a .vqc file" in capsys.readouterr().err
+    # A problem with the command, not a file, is reported once and stops the run.
+    assert main(["encode", str(folder), "-o", str(tmp_path / "x"), "--levels", "99"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("--levels must be between") == 1 and "files failed" not in err
+
+
 @pytest.mark.parametrize("content", [b"", b"this is not audio", b"RIFF\x00\x00\x00\x00WAVEjunk"])
 def test_bad_audio_is_one_clear_line(
     content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]

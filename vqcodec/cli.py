@@ -20,6 +20,11 @@ class UserError(Exception):
     """A problem with the user's input: reported as one line, exit code 1."""
 
 
+class SetupError(UserError):
+    """A problem with the command rather than with one file (a model that cannot be loaded, an
+    impossible ``--levels``): a folder run stops at once instead of repeating it per file."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``vqcodec``."""
     from vqcodec import __version__
@@ -178,6 +183,33 @@ def _progress(items: list, desc: str):
     return tqdm(items, desc=desc, unit="file", disable=len(items) < 2, file=sys.stderr)
 
 
+def _for_each(jobs: list[tuple[Path, Path]], command: str, work: Callable[[Path, Path], None]):
+    """Run ``work(source, target)`` for every job, with a progress bar for several.
+
+    One file: its error is the command's error. Several (a folder): a file that fails is
+    reported on one line and skipped, the rest are still coded, and the command fails at the
+    end if any file did (as ``gzip -r`` does); a :class:`SetupError` stops it at once.
+    """
+    from vqcodec.bitstream import BitstreamError
+
+    if len(jobs) == 1:
+        work(*jobs[0])
+        return
+    failed = 0
+    bar = _progress(jobs, command)
+    for source, target in bar:
+        try:
+            work(source, target)
+        except SetupError:
+            raise
+        except (UserError, BitstreamError) as error:
+            failed += 1
+            message = str(error) if str(source) in str(error) else f"{source}: {error}"
+            bar.write(f"vqcodec {command}: {message}", file=sys.stderr)
+    if failed:
+        raise UserError(f"{failed} of {len(jobs)} files failed (each reported above)")
+
+
 _MODELS: dict[tuple[str, str], object] = {}
 
 
@@ -188,12 +220,12 @@ def _load_model(name: str, device: str):
     from vqcodec.checkpoint import CheckpointError, UnknownModelError, load
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is available")
+        raise SetupError("--device cuda was asked for but no CUDA GPU is available")
     if (name, device) not in _MODELS:
         try:
             _MODELS[name, device] = load(name).to(device)
         except (UnknownModelError, CheckpointError) as error:
-            raise UserError(str(error)) from None
+            raise SetupError(str(error)) from None
     return _MODELS[name, device]
 
 
@@ -220,12 +252,12 @@ def _levels(model, kind: str, args: argparse.Namespace) -> int | None:
     most = model.config.num_quantizers
     if args.levels is not None:
         if not 1 <= args.levels <= most:
-            raise UserError(f"--levels must be between 1 and {most} for model {model.name!r}")
+            raise SetupError(f"--levels must be between 1 and {most} for model {model.name!r}")
         return args.levels
     if args.bitrate is None:
         return None
     if args.bitrate <= 0:
-        raise UserError("--bitrate must be positive")
+        raise SetupError("--bitrate must be positive")
     return (
         model.levels_for_bitrate(args.bitrate)
         if kind == "audio"
@@ -241,7 +273,8 @@ def _encode(args: argparse.Namespace) -> int:
     from vqcodec.train.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
     jobs = _jobs(Path(args.input), args.output, AUDIO_SUFFIXES + IMAGE_SUFFIXES, lambda _: ".vqc")
-    for source, target in _progress(jobs, "encode"):
+
+    def encode(source: Path, target: Path) -> None:
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to overwrite)")
         try:
@@ -262,6 +295,8 @@ def _encode(args: argparse.Namespace) -> int:
         except (MediaError, ValueError) as error:
             raise UserError(str(error)) from None
         _write_atomically(target, data, args.force)
+
+    _for_each(jobs, "encode", encode)
     if len(jobs) == 1:
         source, target = jobs[0]
         print(f"{source} -> {target} ({target.stat().st_size:,} bytes)")
@@ -276,7 +311,12 @@ def _signal_kind(data: bytes) -> str:
 
 
 def _decoded_suffix(source: Path) -> str:
-    return ".png" if _signal_kind(_read_file(source)) == "image" else ".wav"
+    from vqcodec.bitstream import BitstreamError
+
+    try:
+        return ".png" if _signal_kind(_read_file(source)) == "image" else ".wav"
+    except (UserError, BitstreamError):
+        return ".wav"  # unreadable: decoding it reports the error
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -286,7 +326,8 @@ def _decode(args: argparse.Namespace) -> int:
 
     jobs = _jobs(Path(args.input), args.output, (".vqc",), _decoded_suffix)
     model = _load_model(args.model, args.device) if args.model else None
-    for source, target in _progress(jobs, "decode"):
+
+    def decode(source: Path, target: Path) -> None:
         if target.exists() and not args.force:
             raise UserError(f"{target} exists (use --force to overwrite)")
         data = _read_file(source)
@@ -299,6 +340,8 @@ def _decode(args: argparse.Namespace) -> int:
             _write_atomically(target, encoded, args.force)
         else:
             _write_wav(target, decoded_audio(data, coder), args.force)
+
+    _for_each(jobs, "decode", decode)
     if len(jobs) == 1:
         print(f"{jobs[0][0]} -> {jobs[0][1]}")
     return EXIT_OK
