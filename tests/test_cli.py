@@ -80,6 +80,8 @@ def test_folders_are_processed_recursively(stereo_wav: Path, tmp_path: Path) -> 
     nested = stereo_wav.parent / "sub"
     nested.mkdir()
     soundfile.write(nested / "b.flac", np.zeros((4000, 1)) + 0.01, 8000)
+    (stereo_wav.parent / ".hidden").mkdir()
+    soundfile.write(stereo_wav.parent / ".hidden" / "c.flac", np.zeros((4000, 1)), 8000)
     out = tmp_path / "coded"
     assert main(["encode", str(stereo_wav.parent), "-o", str(out)]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.vqc")) == [

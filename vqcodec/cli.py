@@ -163,7 +163,14 @@ def _jobs(
         target = source.with_suffix(new_suffix(source))
         return [(source, Path(output) / target.name if output else target)]
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        files = sorted(
+            p
+            for p in source.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in suffixes
+            # Hidden files and folders (.git, .venv, editors' temporaries) are not the user's media.
+            and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        )
         if not files:
             raise UserError(f"no {'/'.join(suffixes)} files under {source}")
         root = Path(output) if output else source
