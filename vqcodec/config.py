@@ -30,7 +30,19 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         )
     hints = typing.get_type_hints(cls)
     values = {name: _convert(hints[name], value, f"{where}{name}") for name, value in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except ValueError as error:  # a value check of the dataclass: "field: what is wrong"
+        raise ConfigError(f"{where}{error}") from None
+
+
+def check(condition: bool, field: str, requirement: str) -> None:
+    """For a config's ``__post_init__``: ``ValueError("field: requirement")`` unless
+    ``condition`` (:func:`from_dict` prefixes the section, e.g. ``run.batch_size``)."""
+    if not condition:
+        raise ValueError(f"{field}: {requirement}")
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:

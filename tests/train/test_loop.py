@@ -87,7 +87,9 @@ def test_resampling_and_mono(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_release_can_be_made_from_a_training_checkpoint(audio_folder: Path, tmp_path: Path):
+def test_a_release_can_be_made_from_a_training_checkpoint(
+    audio_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from vqcodec.train.release import main as release
 
     config = smoke(audio_folder, tmp_path / "run", "run.steps=2", "run.save_every=2")
@@ -104,6 +106,22 @@ def test_a_release_can_be_made_from_a_training_checkpoint(audio_folder: Path, tm
     assert ours.keys() == theirs.keys()
     for name, value in theirs.items():  # the release stores float16 weights
         torch.testing.assert_close(ours[name].float(), value.float(), rtol=1e-3, atol=1e-4)
+
+    # Bad inputs: one line each, exit 2, and an existing release is not replaced.
+    capsys.readouterr()  # the training's progress bar
+    kept = (tmp_path / "rel" / "config.json").read_bytes()
+    wider = ["--set", "model.channels=8"]
+    for args, message in [
+        ([str(tmp_path / "run" / "checkpoints" / "step_2"), str(tmp_path / "rel")], "exists"),
+        ([str(tmp_path), str(tmp_path / "r2")], "neither a model folder nor a checkpoint"),
+        ([str(tmp_path / "run" / "checkpoints" / "step_2"), str(tmp_path / "r3"), *wider],
+         "does not fit the architecture"),
+        ([str(tmp_path / "run" / "model"), str(tmp_path / "r4"), "--crops", "0"], "--crops"),
+    ]:  # fmt: skip
+        assert release([*args, "--config", str(SMOKE), "--set", overrides[0]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vqcodec release: ") and message in err and "\n" not in err
+    assert (tmp_path / "rel" / "config.json").read_bytes() == kept
 
 
 @pytest.mark.slow
@@ -139,6 +157,41 @@ def test_an_unknown_init_from_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert err.startswith("vqcodec train: run.init_from:") and "no-such-model" in err
     assert "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("run.batch_size=0", "run.batch_size"),
+        ("run.steps=-5", "run.steps"),
+        ("optim.lr=-1", "optim.lr"),
+        ("optim.betas=[0.9]", "optim.betas"),
+        ("data.segment_seconds=0", "data.segment_seconds"),
+        ("data.segment_seconds=0.00001", "data.segment_seconds"),
+        ("model.channels=0", "model.channels"),
+        ("model.quantizer_dropout=1.5", "model.quantizer_dropout"),
+    ],
+)
+def test_impossible_config_values_are_one_line_naming_the_key(
+    override: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vqcodec.train.__main__ import main
+
+    code = main([str(SMOKE), "--set", override, "--set", f"run.output_dir={tmp_path}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"vqcodec train: {key}: ") and "\n" not in err
+
+
+def test_resuming_from_a_folder_that_is_not_a_checkpoint_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vqcodec.train.__main__ import main
+
+    for folder in (tmp_path / "missing", tmp_path):
+        assert main([str(SMOKE), "--resume", str(folder)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "not a checkpoint folder" in err and "\n" not in err
 
 
 @pytest.mark.parametrize("train", ["[]", '["{missing}"]', '["{empty}"]'])

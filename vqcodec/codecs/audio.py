@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vqcodec.codecs.blocks import PaddedConv1d, decoder_block, encoder_block
+from vqcodec.config import check
 from vqcodec.quantizers import ResidualQuantizer
 
 
@@ -51,6 +52,15 @@ class AudioCodecConfig:
     causal: bool = False
     cosine: bool = False
     standardize_latent: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "channels", "latent_dim", "codebook_size", "codebook_dim",
+                     "num_quantizers"):  # fmt: skip
+            check(getattr(self, name) >= 1, name, "must be at least 1")
+        check(len(self.strides) > 0 and min(self.strides) >= 1, "strides",
+              "must be one or more factors of at least 1")  # fmt: skip
+        check(0 <= self.quantizer_dropout <= 1, "quantizer_dropout", "must be in [0, 1]")
+        check(self.commitment_weight >= 0, "commitment_weight", "must be 0 or more")
 
 
 @dataclass

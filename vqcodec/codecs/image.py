@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from vqcodec.codecs.audio import CodecOutput
 from vqcodec.codecs.blocks import context_windows
+from vqcodec.config import check
 from vqcodec.quantizers import FiniteScalarQuantizer, ResidualQuantizer, SimVQ
 
 
@@ -54,6 +55,26 @@ class ImageCodecConfig:
     standardize_latent: bool = True
     tile: int = 512
     tile_context: int = 4
+
+    def __post_init__(self) -> None:
+        check(len(self.channels) > 0 and min(self.channels) >= 1, "channels",
+              "must be one or more widths of at least 1")  # fmt: skip
+        for name in ("latent_dim", "codebook_size", "num_quantizers"):
+            check(getattr(self, name) >= 1, name, "must be at least 1")
+        check(self.codebook_dim is None or self.codebook_dim >= 1, "codebook_dim",
+              "must be at least 1 (or null)")  # fmt: skip
+        check(len(self.fsq_levels) > 0 and min(self.fsq_levels) >= 2, "fsq_levels",
+              "must be one or more levels of at least 2")  # fmt: skip
+        check(0 <= self.quantizer_dropout <= 1, "quantizer_dropout", "must be in [0, 1]")
+        check(self.commitment_weight >= 0, "commitment_weight", "must be 0 or more")
+        factor = 2 ** len(self.channels)
+        check(self.tile >= factor and self.tile % factor == 0, "tile",
+              f"must be a positive multiple of the grid factor {factor}")  # fmt: skip
+        check(self.tile_context >= 0, "tile_context", "must be 0 or more")
+        if self.quantizer == "fsq":
+            size = math.prod(self.fsq_levels)
+            required = f"must equal the product of fsq_levels {list(self.fsq_levels)}: {size}"
+            check(size == self.codebook_size, "codebook_size", required)
 
 
 class ResidualBlock2d(nn.Module):
@@ -94,12 +115,7 @@ def _quantizer(config: ImageCodecConfig) -> ResidualQuantizer:
             **common,
         )
     if config.quantizer == "fsq":
-        size = math.prod(config.fsq_levels)
-        if size != config.codebook_size:
-            raise ValueError(
-                f"fsq_levels {config.fsq_levels} give {size} codes, not codebook_size "
-                f"{config.codebook_size}"
-            )
+        size = math.prod(config.fsq_levels)  # equal to codebook_size (checked by the config)
         levels = config.fsq_levels
         return ResidualQuantizer(
             config.latent_dim,
@@ -127,8 +143,6 @@ class ImageCodec(nn.Module):
         super().__init__()
         self.config, self.name = config, name
         widths = list(config.channels)
-        if config.tile % self.factor or config.tile <= 0:
-            raise ValueError(f"tile {config.tile} must be a positive multiple of {self.factor}")
         stages: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1)]
         for i, width in enumerate(widths):
             out = widths[min(i + 1, len(widths) - 1)]

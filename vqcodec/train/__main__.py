@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from vqcodec.config import ConfigError
 from vqcodec.train.config import load_train_config
@@ -27,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         config = load_train_config(args.config, args.overrides)
     except ConfigError as error:
         print(f"vqcodec train: {error}", file=sys.stderr)
+        return 2
+    if args.resume is not None and not (Path(args.resume) / "progress.json").is_file():
+        print(
+            f"vqcodec train: --resume {args.resume}: not a checkpoint folder "
+            "(they are OUTPUT_DIR/checkpoints/step_N)",
+            file=sys.stderr,
+        )
         return 2
     from vqcodec.train.data import DataError
     from vqcodec.train.loop import train

@@ -13,7 +13,7 @@ from typing import Literal
 
 from vqcodec.codecs.audio import AudioCodecConfig
 from vqcodec.codecs.image import ImageCodecConfig
-from vqcodec.config import ConfigError, apply_overrides, from_dict, read_json
+from vqcodec.config import ConfigError, apply_overrides, check, from_dict, read_json
 from vqcodec.train.adversarial import AdversarialConfig
 from vqcodec.train.losses import ImageLossWeights, LossWeights
 
@@ -36,6 +36,11 @@ class DataConfig:
     num_workers: int = 0
     cache_audio: bool = False
 
+    def __post_init__(self) -> None:
+        check(self.segment_seconds > 0, "segment_seconds", "must be positive")
+        check(self.crop >= 8, "crop", "must be at least 8 pixels")
+        check(self.num_workers >= 0, "num_workers", "must be 0 or more")
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -47,6 +52,15 @@ class OptimConfig:
     warmup_steps: int = 200
     final_lr_fraction: float = 0.1
     grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "lr", "must be positive")
+        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+              "must be two numbers in [0, 1)")  # fmt: skip
+        check(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
+        check(self.warmup_steps >= 0, "warmup_steps", "must be 0 or more")
+        check(0 <= self.final_lr_fraction <= 1, "final_lr_fraction", "must be in [0, 1]")
+        check(self.grad_clip >= 0, "grad_clip", "must be 0 (off) or more")
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,12 @@ class RunConfig:
     seed: int = 0
     init_from: str = ""
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "gradient_accumulation", "log_every", "eval_every",
+                     "save_every", "eval_batches"):  # fmt: skip
+            check(getattr(self, name) >= 1, name, "must be at least 1")
+        check(self.check_replicas_every >= 0, "check_replicas_every", "must be 0 (never) or more")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -90,6 +110,10 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        samples = int(self.model.sample_rate * self.data.segment_seconds)
+        check(samples >= 1, "data.segment_seconds", "is shorter than one sample")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ with the ``model.safetensors`` that ``accelerate`` saved there): the model is th
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -18,8 +19,10 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from vqcodec.bitstream.tables import CodeTables
-from vqcodec.checkpoint import from_pretrained, save_pretrained
+from vqcodec.checkpoint import CheckpointError, from_pretrained, save_pretrained
+from vqcodec.config import ConfigError
 from vqcodec.train.config import ImageTrainConfig, TrainConfig, load_train_config
+from vqcodec.train.data import DataError
 from vqcodec.train.tasks import task_for
 
 
@@ -27,8 +30,16 @@ def _load(folder: Path, config: TrainConfig | ImageTrainConfig) -> torch.nn.Modu
     """A release or export folder (with config.json), or a training checkpoint's weights."""
     if (folder / "config.json").is_file():
         return from_pretrained(folder)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(
+            f"{folder}: neither a model folder nor a checkpoint (no {weights.name})"
+        )
     model = task_for(config).model()
-    model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
+    try:
+        model.load_state_dict(load_file(weights), strict=True)
+    except RuntimeError:  # missing, unexpected or differently shaped tensors
+        raise CheckpointError(f"{weights} does not fit the architecture of --config") from None
     return model.eval()
 
 
@@ -39,11 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the run's training config")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--crops", type=int, default=400, help="training crops to fit on")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
-    config = load_train_config(args.config, args.overrides)
-    model = _load(Path(args.model), config)
+    try:
+        if args.crops < 1:
+            raise ConfigError("--crops must be at least 1")
+        if Path(args.output).exists() and not args.force:
+            raise ConfigError(f"{args.output} exists (use --force to replace it)")
+        config = load_train_config(args.config, args.overrides)
+        model = _load(Path(args.model), config)
+        data = task_for(config).dataset(config.data.train, train=True)
+    except (ConfigError, CheckpointError, DataError) as error:
+        print(f"vqcodec release: {error}", file=sys.stderr)
+        return 2
     torch.manual_seed(0)
-    data = task_for(config).dataset(config.data.train, train=True)
     batches, seen = [], 0
     with torch.no_grad():
         while seen < args.crops:  # epochs of random crops until enough (small folders repeat)
