@@ -156,7 +156,6 @@ class VectorQuantizer(SingleLevelQuantizer):
 
     # -- codebook learning (training mode only) -----------------------------------------------
 
-    @torch.compiler.disable
     @torch.no_grad()
     def _update_codebook(self, x: Tensor, indices: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
         """Fold one batch into the codebook statistics; returns the all-process histogram

@@ -72,7 +72,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The task's dev metrics at the full and the lowest bitrate, and quantizer telemetry."""
     model.eval()
-    codec = accelerator.unwrap_model(model)
+    codec = _bare(accelerator, model)
     totals: dict[str, float] = {}
     count = 0
     for i, x in enumerate(loader):
@@ -114,6 +114,8 @@ def train(
         # The schedule follows optimiser updates whatever the process count (accelerate's
         # default would advance it once per process per update).
         step_scheduler_with_optimizer=False,
+        # run.compile: torch.compile the model (after the DDP wrap, as accelerate does it).
+        dynamo_backend="inductor" if run.compile else None,
         # broadcast_buffers=False: DDP would otherwise broadcast rank 0's buffers before every
         # forward, making the processes wait for each other (91.5 -> 77.8 ms per step on two
         # GPUs, with gradient_as_bucket_view). The quantizers keep their own buffers identical
@@ -133,6 +135,8 @@ def train(
     if run.init_from:
         _initialise_from(model, run.init_from)
     losses = task.loss().to(accelerator.device)
+    if run.compile:
+        losses = torch.compile(losses)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.optim.lr,
@@ -238,7 +242,7 @@ def train(
             )
         if run.check_replicas_every and (step % run.check_replicas_every == 0 or step == end):
             # Every process hashes its state; a disagreement stops the run (ReplicaDriftError).
-            checked = check_replicas_agree(accelerator.unwrap_model(model))
+            checked = check_replicas_agree(_bare(accelerator, model))
             record.update(
                 {"step": step, "replicas_agree": checked, "processes": accelerator.num_processes}
             )
@@ -259,9 +263,14 @@ def train(
     progress.close()
     result.step = step
     if step == run.steps and accelerator.is_main_process:
-        result.export_dir = save_pretrained(accelerator.unwrap_model(model), output / "model")
+        result.export_dir = save_pretrained(_bare(accelerator, model), output / "model")
     accelerator.wait_for_everyone()
     return result
+
+
+def _bare(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """The module itself: neither the DDP wrapper nor (with ``run.compile``) the compiled one."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
 
 
 def _cpu_processes() -> bool:
@@ -298,7 +307,7 @@ def _with_adversarial_terms(
     """``terms`` plus the codec's adversarial and feature-matching terms."""
     # The bare module, with its parameters frozen: this pass must train the codec only, and
     # must not fire the data-parallel wrapper's gradient hooks.
-    judge = accelerator.unwrap_model(discriminator)
+    judge = _bare(accelerator, discriminator)
     judge.requires_grad_(False)
     with accelerator.autocast():
         extra = generator_terms(judge, x_hat, x, config)

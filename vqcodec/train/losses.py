@@ -11,6 +11,38 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
+class MelSpectrogram(nn.Module):
+    """Magnitude mel spectrogram, ``[..., T] -> [..., n_mels, frames]``.
+
+    The same numbers as ``torchaudio.transforms.MelSpectrogram(sample_rate, n_fft,
+    hop_length=n_fft // 4, n_mels, power=1.0)`` (tested), written with ``torch.stft`` and one
+    matrix product so that ``torch.compile`` traces it without graph breaks (torchaudio's
+    ``spectrogram`` breaks the graph on every call).
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int, n_mels: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, n_fft // 4
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        filters = torchaudio.functional.melscale_fbanks(
+            n_fft // 2 + 1, 0.0, float(sample_rate // 2), n_mels, sample_rate
+        )  # [freqs, n_mels]; torchaudio's default f_max is sample_rate // 2
+        self.register_buffer("filters", filters, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        spec = torch.stft(
+            x.reshape(-1, x.shape[-1]),
+            self.n_fft,
+            self.hop,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        ).abs()  # [B, freqs, frames]
+        mel = torch.matmul(spec.transpose(-1, -2), self.filters).transpose(-1, -2)
+        return mel.reshape(*x.shape[:-1], *mel.shape[-2:])
+
+
 class MultiScaleMelLoss(nn.Module):
     """Mean L1 distance of log-mel spectrograms at several window sizes (DAC, EnCodec)."""
 
@@ -22,10 +54,7 @@ class MultiScaleMelLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.transforms = nn.ModuleList(
-            torchaudio.transforms.MelSpectrogram(
-                sample_rate, n_fft=w, hop_length=w // 4, n_mels=m, power=1.0, center=True
-            )
-            for w, m in zip(windows, mels)
+            MelSpectrogram(sample_rate, w, m) for w, m in zip(windows, mels)
         )
 
     def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
