@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,16 @@ def test_two_processes_agree_and_resume_on_another_process_count(
     resumed = _log(tmp_path / "one_then_two")
     assert [r["step"] for r in resumed if "replicas_agree" in r] == [3, 4]
     assert all(r["processes"] == 2 for r in resumed if "replicas_agree" in r)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="compiling on a CPU needs a C++ compiler")
+def test_two_compiled_processes_agree(audio_folder: Path, tmp_path: Path) -> None:
+    # run.compile traces the codebook updates and their collectives into the graph.
+    _train(2, audio_folder, tmp_path / "compiled", "--set", "run.compile=true")
+    checks = [r for r in _log(tmp_path / "compiled") if "replicas_agree" in r]
+    assert [r["step"] for r in checks] == [1, 2, 3, 4]
+    assert all(r["replicas_agree"] > 0 and r["processes"] == 2 for r in checks)
 
 
 class _Tiny(nn.Module):
