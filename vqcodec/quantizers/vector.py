@@ -174,7 +174,9 @@ class VectorQuantizer(SingleLevelQuantizer):
             counts = distributed.all_reduce_sum_(counts.clone())
         self.usage.update(counts)
         dead = self.usage.dead_mask(self.dead_code_threshold)  # all False at threshold 0
-        if self.dead_code_threshold > 0 and x.shape[0] > 0:
+        if x.shape[0] == 0:  # nothing to replace them with
+            return counts, torch.zeros_like(dead)
+        if self.dead_code_threshold > 0:
             self._replace_dead_codes(x, dead)
         return counts, dead
 
