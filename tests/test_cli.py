@@ -234,3 +234,20 @@ def test_mixed_folders_and_name_clashes(stereo_wav: Path, tmp_path: Path) -> Non
     _write_picture(folder / "tone.png", "RGB", (48, 32))  # tone.wav and tone.png -> tone.vqc
     assert main(["encode", str(folder), "-o", str(tmp_path / "clash")]) == 1
     assert not (tmp_path / "clash").exists()
+
+
+def test_eval_leaves_out_unreadable_references_with_one_line_each(
+    stereo_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vqcodec.cli import _open_audio, _open_picture, _readable
+
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is not audio")
+    assert _readable([stereo_wav, junk], _open_audio) == [stereo_wav]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"vqcodec eval: skipping {junk}")
+    picture, broken = tmp_path / "p.png", tmp_path / "broken.png"
+    _write_picture(picture, "RGB", (16, 16))
+    broken.write_bytes(picture.read_bytes()[:40])  # a cut-off file
+    assert _readable([picture, broken], _open_picture) == [picture]
+    assert "broken.png" in capsys.readouterr().err

@@ -434,6 +434,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     return _evaluate_audio(args, model, levels)
 
 
+def _readable(files: list[Path], opens: Callable[[Path], object]) -> list[Path]:
+    """``files`` that ``opens`` accepts; each other one is reported on one line and left out."""
+    readable = []
+    for path in files:
+        try:
+            opens(path)
+            readable.append(path)
+        except Exception as error:  # soundfile and Pillow raise several types for bad files
+            print(f"vqcodec eval: skipping {path}: {error}", file=sys.stderr)
+    return readable
+
+
+def _open_audio(path: Path) -> None:
+    import soundfile
+
+    soundfile.info(str(path))
+
+
+def _open_picture(path: Path) -> None:
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        picture.verify()
+
+
 def _evaluate_audio(args: argparse.Namespace, model, levels: list[int]) -> int:
     from vqcodec.eval.audio import (
         code_usage,
@@ -452,8 +477,9 @@ def _evaluate_audio(args: argparse.Namespace, model, levels: list[int]) -> int:
         opus = [float(k) for k in args.opus.split(",") if k]
     except (FileNotFoundError, ValueError) as error:
         raise UserError(str(error)) from None
+    files = _readable(files, _open_audio)
     if not files:
-        raise UserError(f"{args.data}: no audio files found")
+        raise UserError(f"{args.data}: no readable audio files found")
     points = []
     try:
         for n in levels:
@@ -490,8 +516,9 @@ def _evaluate_images(args: argparse.Namespace, model, levels: list[int]) -> int:
         files = find_files([args.data], IMAGE_SUFFIXES)
     except FileNotFoundError as error:
         raise UserError(str(error)) from None
+    files = _readable(files, _open_picture)
     if not files:
-        raise UserError(f"{args.data}: no pictures found")
+        raise UserError(f"{args.data}: no readable pictures found")
     formats = [name.strip().lower() for name in args.formats.split(",") if name.strip()]
     try:
         evaluation = image.evaluate(
