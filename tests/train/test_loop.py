@@ -196,6 +196,25 @@ def test_resuming_from_a_folder_that_is_not_a_checkpoint_is_one_line(
         assert "not a checkpoint folder" in err and "\n" not in err
 
 
+def test_compile_on_several_gpu_processes_is_refused_in_one_line(
+    audio_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What one process of `accelerate launch --multi_gpu --num_processes 2` sees on a GPU host.
+    from vqcodec.train.__main__ import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code = main([str(SMOKE), "--set", f'data.train=["{audio_folder}"]', "--set",
+                 f"run.output_dir={tmp_path / 'run'}", "--set", "run.compile=true"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vqcodec train: run.compile: ") and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("train", ["[]", '["{missing}"]', '["{empty}"]'])
 def test_unusable_training_data_is_one_line_and_exit_2(
     train: str, tmp_path: Path, capsys: pytest.CaptureFixture
