@@ -5,10 +5,13 @@ config for a fixed number of steps, then reads each run's ``log.jsonl`` and repo
 second between the first logged step after warm-up and the last, plus the replica checks passed.
 With ``--independent``, it also runs N unconnected one-GPU trainings at once (one per GPU): the
 scaling the machine allows with no communication at all, which separates contention for the
-host (CPU, loaders) from the cost of synchronising the processes.
+host (CPU, loaders) from the cost of synchronising the processes. With ``--repeats R``, every
+process count is measured R times in turn and the medians are reported too: on a shared machine
+the one-GPU rate alone moved by a quarter between runs (docs/BENCHMARKS.md). Without GPUs the
+processes are CPU processes in one gloo group (a smoke test of the script, not a speed figure).
 
     python benchmarks/training_throughput.py configs/audio-24k.json --gpus 1 2 --steps 600 \
-        --set 'data.train=[".data/speech/train"]'
+        --repeats 3 --set 'data.train=[".data/speech/train"]'
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -94,40 +98,49 @@ def main() -> None:
     parser.add_argument(
         "--independent", action="store_true", help="also run N unconnected one-GPU trainings"
     )
-    args = parser.parse_args()
-    print(
-        f"# {torch.cuda.get_device_name()} x{torch.cuda.device_count()}, torch {torch.__version__}"
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measure every process count this many times, in turn, and report the medians "
+        "(a lent machine's speed moves between runs by more than a ratio from one pair shows)",
     )
+    args = parser.parse_args()
+    device = (
+        f"{torch.cuda.get_device_name()} x{torch.cuda.device_count()}"
+        if torch.cuda.is_available()
+        else "no GPU: CPU processes (gloo)"
+    )
+    print(f"# {device}, torch {torch.__version__}")
     print(f"# {args.config}, {args.steps} steps, timed from step {args.warmup}")
-    print("| GPUs | mode | samples/s | speed-up | replica checks passed | wall s | last loss |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
-    base = None
-    for gpus in args.gpus:
-        rate, checks, wall, loss = run(
-            args.config,
-            gpus,
-            args.steps,
-            args.warmup,
-            Path(args.out) / f"gpus{gpus}",
-            args.overrides,
-        )
-        base = base or rate
-        mode = "one process" if gpus == 1 else "DDP"
-        print(
-            f"| {gpus} | {mode} | {rate:.0f} | {rate / base:.2f} | {checks} | {wall:.0f} "
-            f"| {loss:.3f} |",
-            flush=True,
-        )
-        if args.independent and gpus > 1:
-            out = Path(args.out) / f"independent{gpus}"
-            rate, _, wall, loss = run_independent(
-                args.config, gpus, args.steps, args.warmup, out, args.overrides
-            )
-            print(
-                f"| {gpus} | independent | {rate:.0f} | {rate / base:.2f} | — | {wall:.0f} "
-                f"| {loss:.3f} |",
-                flush=True,
-            )
+    print(
+        "| run | GPUs | mode | samples/s | speed-up | replica checks passed | wall s | last loss |"
+    )
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    rates: dict[tuple[int, str], list[float]] = {}
+    for repeat in range(1, args.repeats + 1):
+        base = None
+        for gpus in args.gpus:
+            modes = ["one process" if gpus == 1 else "DDP"]
+            modes += ["independent"] if args.independent and gpus > 1 else []
+            for mode in modes:
+                out = Path(args.out) / f"run{repeat}" / f"{mode.split()[0]}{gpus}"
+                measure = run_independent if mode == "independent" else run
+                rate, checks, wall, loss = measure(
+                    args.config, gpus, args.steps, args.warmup, out, args.overrides
+                )
+                base = base or rate
+                rates.setdefault((gpus, mode), []).append(rate)
+                print(
+                    f"| {repeat} | {gpus} | {mode} | {rate:.0f} | {rate / base:.2f} "
+                    f"| {checks if mode != 'independent' else '—'} | {wall:.0f} | {loss:.3f} |",
+                    flush=True,
+                )
+    if args.repeats > 1:
+        medians = {key: statistics.median(values) for key, values in rates.items()}
+        base = medians[next(iter(medians))]
+        for (gpus, mode), median in medians.items():
+            print(f"| median | {gpus} | {mode} | {median:.0f} | {median / base:.2f} | | | |")
 
 
 if __name__ == "__main__":
