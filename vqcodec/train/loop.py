@@ -288,9 +288,9 @@ def _check_compile_supported(compile_model: bool) -> None:
     """Refuse ``run.compile`` where it is known to fail: several processes on GPUs.
 
     Measured on 2 x H200 (2026-11-22): the compiled backward stops at the first step with
-    "variables needed for gradient computation modified by an inplace operation" (a codebook
-    buffer updated after the compiled forward saved it). Not reproduced with gloo processes on
-    CPUs, where it is tested; one GPU is fine.
+    "variables needed for gradient computation modified by an inplace operation" (a float32
+    ``[1024, 8]`` tensor, a codebook's size; the cause is not found yet). Not reproduced with
+    gloo processes on CPUs, where compiled two-process training is tested; one GPU trained.
     """
     if compile_model and torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
