@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 import triton.testing
+from nearest_code import ANCHOR_SHAPES  # benchmarks/nearest_code.py, beside this file
 
 from vqcodec.kernels import triton_nearest_code as shipped
 
@@ -106,27 +107,12 @@ def _variant_kernel(
     tl.store(out_ptr + rows, best_index.to(tl.int64), mask=row_ok)
 
 
-CONFIGS = [
+# The shipped kernel's configs, plus a few (mostly two-stage) that may fit two programs per SM.
+MORE_SHAPES = [(128, 128, 8, 2), (128, 64, 4, 2), (64, 64, 4, 2), (128, 128, 4, 2), (64, 128, 4, 2),
+               (128, 32, 4, 3), (256, 32, 8, 3)]  # fmt: skip
+CONFIGS = shipped._configs(exact=False) + [
     triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-    for bn, bk, w, s in [
-        (128, 128, 8, 3),
-        (128, 64, 8, 3),
-        (64, 128, 4, 3),
-        (128, 256, 8, 2),
-        (256, 64, 8, 3),
-        (256, 128, 8, 2),
-        (256, 64, 8, 4),
-        (256, 128, 8, 3),
-        (256, 64, 16, 3),
-        (128, 64, 4, 4),
-        (128, 128, 8, 2),
-        (128, 64, 4, 2),
-        (64, 64, 4, 2),
-        (128, 128, 4, 2),
-        (64, 128, 4, 2),
-        (128, 32, 4, 3),
-        (256, 32, 8, 3),
-    ]
+    for bn, bk, w, s in MORE_SHAPES
 ]
 kernels = {
     (e, p): triton.autotune(configs=CONFIGS, key=["N_BUCKET", "K_BUCKET", "D_PAD"])(_variant_kernel)
@@ -171,15 +157,7 @@ def bench(fn, *args) -> float:
 
 
 def main():
-    shapes = [
-        (65536, 1024, 128),
-        (262144, 1024, 8),
-        (65536, 16384, 256),
-        (65536, 65536, 64),
-        (65536, 262144, 256),
-        (1000, 777, 100),
-        (5, 3, 3),
-    ]
+    shapes = [*ANCHOR_SHAPES, (1000, 777, 100), (5, 3, 3)]
     print(torch.cuda.get_device_name(), triton.__version__)
     for n, k, d in shapes:
         x = torch.randn(n, d, device="cuda").bfloat16()
