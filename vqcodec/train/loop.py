@@ -281,7 +281,12 @@ def _cpu_processes() -> bool:
     unconnected one-process runs, each believing it is the main process; told to use the CPU,
     they join one gloo process group.
     """
-    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return not torch.cuda.is_available() and _launched_processes() > 1
+
+
+def _launched_processes() -> int:
+    """How many processes the launcher (accelerate, torchrun) started; 1 when run directly."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _check_compile_supported(compile_model: bool) -> None:
@@ -292,7 +297,7 @@ def _check_compile_supported(compile_model: bool) -> None:
     ``[1024, 8]`` tensor, a codebook's size; the cause is not found yet). Not reproduced with
     gloo processes on CPUs, where compiled two-process training is tested; one GPU trained.
     """
-    if compile_model and torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if compile_model and torch.cuda.is_available() and _launched_processes() > 1:
         raise ConfigError(
             "run.compile: not supported with several GPU processes yet (its backward fails "
             "under DDP); train without it (run.compile=false)"
