@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
+import vqcodec.quantizers.residual as residual_module
 from vqcodec.quantizers import FiniteScalarQuantizer, ResidualQuantizer, VectorQuantizer
+from vqcodec.quantizers.vector import updates_together
 
 
 def trained_rvq() -> ResidualQuantizer:
@@ -88,3 +92,60 @@ def test_levels_are_independent_modules() -> None:
     rvq = ResidualQuantizer(8, 16, 3)
     assert all(isinstance(level, VectorQuantizer) for level in rvq.levels)
     assert len({id(level.codebook) for level in rvq.levels}) == 3
+
+
+def _one_level_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ResidualQuantizer run each level's own forward (its own codebook update)."""
+    monkeypatch.setattr(residual_module, "updates_together", lambda levels: False)
+
+
+@pytest.mark.parametrize("learning", ["ema", "loss"])
+def test_stacked_codebook_update_equals_one_level_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, learning: str
+) -> None:
+    # No dead-code replacement: it draws random rows, in another order when stacked.
+    torch.manual_seed(0)
+    stacked = ResidualQuantizer(8, 32, 3, codebook_learning=learning, dead_code_threshold=0)
+    separate = copy.deepcopy(stacked)
+    assert updates_together(stacked.levels)
+    z = torch.randn(4, 8, 50)
+    outputs = [stacked(z) for _ in range(3)]
+    _one_level_at_a_time(monkeypatch)
+    expected = [separate(z) for _ in range(3)]
+    for out, ref in zip(outputs, expected):
+        assert torch.equal(out.codes, ref.codes)
+        assert torch.allclose(out.z_q, ref.z_q, atol=1e-6)
+        assert out.metrics.keys() == ref.metrics.keys()
+        for name, value in ref.metrics.items():
+            assert torch.allclose(out.metrics[name], value, atol=1e-6), name
+    state, reference = stacked.state_dict(), separate.state_dict()
+    assert state.keys() == reference.keys()
+    for name, value in reference.items():
+        assert torch.allclose(state[name].float(), value.float(), atol=1e-6), name
+
+
+def test_stacked_update_revives_dead_codes_of_every_level() -> None:
+    torch.manual_seed(0)
+    rvq = ResidualQuantizer(8, 32, 3, decay=0.9)
+    with torch.no_grad():
+        for level in rvq.levels:  # every code of every level identical: all but one dead
+            level.codebook.copy_(torch.zeros(32, 8) + torch.randn(1, 8))
+            level.ema_sum.copy_(level.codebook)
+    data = torch.randn(64, 8, 8)
+    first = rvq(data).metrics
+    assert [float(first[f"level{i}/dead_codes"]) for i in range(3)] == [31.0] * 3
+    for _ in range(20):
+        rvq(data)
+    rvq.eval()
+    usage = rvq(data).metrics
+    assert all(float(usage[f"level{i}/code_usage"]) > 0.9 for i in range(3))
+
+
+def test_levels_of_different_settings_are_updated_one_at_a_time() -> None:
+    rvq = ResidualQuantizer(8, 32, 2)
+    assert updates_together(rvq.levels)
+    rvq.levels[1].decay = 0.5
+    assert not updates_together(rvq.levels)
+    rvq(torch.randn(2, 8, 10))  # trains, each level with its own update
+    fsq = ResidualQuantizer(3, 125, 2, factory=lambda d, k: FiniteScalarQuantizer([5, 5, 5], dim=d))
+    assert not updates_together(fsq.levels)

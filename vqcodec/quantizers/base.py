@@ -127,7 +127,11 @@ class SingleLevelQuantizer(Quantizer):
     def forward(self, z: Tensor) -> QuantizerOutput:
         self._check_latent(z)
         rows, batch_shape = to_rows(z)
-        out = self.quantize_rows(rows)
+        return self.output_from_rows(self.quantize_rows(rows), batch_shape)
+
+    @staticmethod
+    def output_from_rows(out: RowQuantization, batch_shape: tuple[int, ...]) -> QuantizerOutput:
+        """The :class:`QuantizerOutput` of rows quantized from a latent of ``batch_shape``."""
         codes = out.indices.reshape(batch_shape).unsqueeze(1)
         return QuantizerOutput(from_rows(out.z_q, batch_shape), codes, out.loss, out.metrics)
 

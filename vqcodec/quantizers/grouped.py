@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from vqcodec.kernels import nearest_code
-from vqcodec.quantizers.base import Quantizer, QuantizerOutput, RowQuantization, from_rows, to_rows
+from vqcodec.quantizers.base import Quantizer, QuantizerOutput, to_rows
 from vqcodec.quantizers.residual import QuantizerFactory
-from vqcodec.quantizers.vector import VectorQuantizer
+from vqcodec.quantizers.vector import VectorQuantizer, update_codebooks, updates_together
 
 
 class GroupedQuantizer(Quantizer):
@@ -68,15 +68,18 @@ class GroupedQuantizer(Quantizer):
         codebooks = torch.stack([c for _, c in inputs])  # [G, K, d]
         return inputs, nearest_code(xs, codebooks, fast=fast), batch_shape
 
-    def _forward_batched(self, z: Tensor) -> list:
+    def _forward_batched(self, z: Tensor) -> list[QuantizerOutput]:
         inputs, indices, batch_shape = self._search_all(z, fast=self.training)
+        # In training, the groups' codebook updates happen together, as one stacked update.
+        together = self.training and updates_together(self.groups)
         parts = []
         for g, ((x, codebook), group) in enumerate(zip(inputs, self.groups)):
-            out: RowQuantization = group.quantize_searched(x, codebook, indices[g])
-            codes = out.indices.reshape(batch_shape).unsqueeze(1)
-            parts.append(
-                QuantizerOutput(from_rows(out.z_q, batch_shape), codes, out.loss, out.metrics)
-            )
+            out = group.quantize_searched(x, codebook, indices[g], update_codebook=not together)
+            parts.append(group.output_from_rows(out, batch_shape))
+        if together:
+            xs = [x.detach() for x, _ in inputs]
+            for part, metrics in zip(parts, update_codebooks(self.groups, xs, indices.unbind(0))):
+                part.metrics = metrics
         return parts
 
     def forward(self, z: Tensor) -> QuantizerOutput:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from vqcodec.quantizers.base import Quantizer, QuantizerOutput
-from vqcodec.quantizers.vector import VectorQuantizer
+from vqcodec.quantizers.vector import VectorQuantizer, update_codebooks, updates_together
 
 QuantizerFactory = Callable[..., Quantizer]
 
@@ -87,14 +87,30 @@ class ResidualQuantizer(Quantizer):
             torch.zeros_like(z, dtype=torch.float32),
             z.new_zeros((), dtype=torch.float32),
         )
-        codes, metrics = [], {}
+        # Plain VQ levels leave their codebook updates to one stacked update after the loop
+        # (each level's update only affects its own later steps): one all-reduce per step
+        # instead of one per level, and far fewer launches.
+        together = self.training and updates_together(self.levels)
+        codes, level_metrics, searched = [], [], []
         for i, level in enumerate(self.levels):
-            out = level(residual)
+            if together:
+                out, x, indices = level.forward_deferring_update(residual)
+                searched.append((x, indices))
+            else:
+                out = level(residual)
             residual = residual - out.z_q
             z_q = z_q + out.z_q * (kept > i).reshape(mask_shape)
             loss = loss + out.loss
             codes.append(out.codes)
-            metrics.update({f"level{i}/{name}": value for name, value in out.metrics.items()})
+            level_metrics.append(out.metrics)
+        if together:
+            xs, indices = zip(*searched)
+            level_metrics = update_codebooks(self.levels, xs, indices)
+        metrics = {
+            f"level{i}/{name}": value
+            for i, values in enumerate(level_metrics)
+            for name, value in values.items()
+        }
         for name in ("code_usage", "perplexity"):
             per_level = [metrics[f"level{i}/{name}"] for i in range(self.num_quantizers)]
             metrics[name] = torch.stack(per_level).mean()

@@ -16,18 +16,38 @@ def code_histogram(indices: Tensor, codebook_size: int) -> Tensor:
 
 
 def usage_metrics(counts: Tensor) -> dict[str, Tensor]:
-    """Telemetry from a code histogram ``[K]``.
+    """Telemetry from code histograms ``[..., K]`` (one per leading index).
 
     Returns:
         ``code_usage``: fraction of codes used at least once; ``perplexity``: exp of the entropy
-        of the code distribution (``K`` when uniform, 1 when collapsed to one code).
+        of the code distribution (``K`` when uniform, 1 when collapsed to one code); each of
+        shape ``[...]`` (scalars for one histogram ``[K]``).
     """
-    probs = counts / counts.sum().clamp_min(1.0)
-    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()
+    probs = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
+    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
     return {
-        "code_usage": (counts > 0).float().mean().detach(),
+        "code_usage": (counts > 0).float().mean(-1).detach(),
         "perplexity": entropy.exp().detach(),
     }
+
+
+def step_share(counts: Tensor) -> Tensor:
+    """Each code's share of one step's assignments, ``[..., K]`` from histograms ``[..., K]``."""
+    return counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
+
+
+def bias_correction(steps: Tensor, decay: float) -> Tensor:
+    """``1 − decay^steps``: divides an EMA started at zero into an unbiased estimate."""
+    return 1.0 - torch.pow(decay, steps)  # scalar base: no host-to-device copy
+
+
+def corrected_share(ema_share: Tensor, steps: Tensor, decay: float) -> Tensor:
+    """Estimated share per code ``[..., K]`` from the EMA ``[..., K]`` after ``steps [...]``
+    updates; uniform before the first update."""
+    codebook_size = ema_share.shape[-1]
+    steps = steps[..., None]
+    corrected = ema_share / bias_correction(steps, decay).clamp_min(1e-12)
+    return torch.where(steps > 0, corrected, 1.0 / codebook_size)
 
 
 class UsageTracker(nn.Module):
@@ -49,19 +69,14 @@ class UsageTracker(nn.Module):
         self.register_buffer("ema_share", torch.zeros(codebook_size))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
 
-    def _correction(self) -> Tensor:
-        return 1.0 - torch.pow(self.decay, self.steps)  # scalar base: no host-to-device copy
-
     def share(self) -> Tensor:
         """Estimated share of assignments per code ``[K]`` (uniform before any update)."""
-        corrected = self.ema_share / self._correction().clamp_min(1e-12)
-        return torch.where(self.steps > 0, corrected, 1.0 / self.codebook_size)
+        return corrected_share(self.ema_share, self.steps, self.decay)
 
     @torch.no_grad()
     def update(self, counts: Tensor) -> None:
         """Fold in one step's code histogram ``[K]`` (already summed over processes)."""
-        share = counts / counts.sum().clamp_min(1.0)
-        self.ema_share.mul_(self.decay).add_(share, alpha=1.0 - self.decay)
+        self.ema_share.lerp_(step_share(counts), 1.0 - self.decay)
         self.steps += 1
 
     def dead_mask(self, threshold: float) -> Tensor:
@@ -72,5 +87,5 @@ class UsageTracker(nn.Module):
     def revive(self, mask: Tensor) -> None:
         """Give the codes in ``mask`` a fresh uniform share, so they are not replaced at once."""
         # Before the first update the correction is 0 and share() reports uniform anyway.
-        fresh = self._correction() / self.codebook_size
+        fresh = bias_correction(self.steps, self.decay) / self.codebook_size
         self.ema_share.copy_(torch.where(mask, fresh, self.ema_share))  # no host sync
