@@ -7,7 +7,8 @@ step takes, and optionally a ``torch.profiler`` window; run it as ``vqcodec.trai
 
 Every process writes ``REPORT/timing_rankR.json`` (mean batch wait and mean step interval from
 step 100 on, rewritten every 100 steps) and, with ``--profile A,B``, ``REPORT/profile_rankR.txt``
-(operators of steps A to B by host time, device time and count). ``--ddp-kwargs JSON``
+(operators of steps A to B by host time, device time and count), and with ``--trace`` also
+``REPORT/trace_rankR.json`` (the same steps as a Chrome trace, for chrome://tracing or Perfetto). ``--ddp-kwargs JSON``
 replaces the loop's ``DistributedDataParallelKwargs`` (to compare DDP settings).
 """
 
@@ -27,7 +28,7 @@ from vqcodec.train.__main__ import main as train_main
 SKIPPED = 100  # steps left out of the means (k-means initialisation, warm-up)
 
 
-def timed_batches(report: Path, profile: tuple[int, int] | None):
+def timed_batches(report: Path, profile: tuple[int, int] | None, trace: bool = False):
     """A replacement for the loop's batch generator that times the steps around it."""
     original = loop._batches
 
@@ -62,6 +63,8 @@ def timed_batches(report: Path, profile: tuple[int, int] | None):
                     + "\n\nby device time\n" + table(sort_by=device, row_limit=30)
                     + "\n\nby count\n" + table(sort_by="count", row_limit=25)
                 )  # fmt: skip
+                if trace:
+                    profiler.export_chrome_trace(str(report / f"trace_rank{rank}.json"))
                 profiler = None
             if n % 100 == 0 and n > SKIPPED:
                 w, a = waits[SKIPPED:], arrivals[SKIPPED:]
@@ -80,12 +83,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", required=True, help="folder for the timing files")
     parser.add_argument("--profile", default="", help="A,B: profile steps A to B")
+    parser.add_argument(
+        "--trace", action="store_true", help="also write the profiled steps as a Chrome trace"
+    )
     parser.add_argument("--ddp-kwargs", default="", help="JSON for DistributedDataParallelKwargs")
     args, train_args = parser.parse_known_args()
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
     profile = tuple(int(s) for s in args.profile.split(",")) if args.profile else None
-    loop._batches = timed_batches(report, profile)
+    loop._batches = timed_batches(report, profile, args.trace)
     if args.ddp_kwargs:
         kwargs = DistributedDataParallelKwargs(**json.loads(args.ddp_kwargs))
         accelerator = loop.Accelerator
