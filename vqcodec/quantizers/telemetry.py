@@ -23,7 +23,7 @@ def usage_metrics(counts: Tensor) -> dict[str, Tensor]:
         of the code distribution (``K`` when uniform, 1 when collapsed to one code); each of
         shape ``[...]`` (scalars for one histogram ``[K]``).
     """
-    probs = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
+    probs = step_share(counts)
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
     return {
         "code_usage": (counts > 0).float().mean(-1).detach(),
