@@ -8,8 +8,9 @@ step takes, and optionally a ``torch.profiler`` window; run it as ``vqcodec.trai
 Every process writes ``REPORT/timing_rankR.json`` (mean batch wait and mean step interval from
 step 100 on, rewritten every 100 steps) and, with ``--profile A,B``, ``REPORT/profile_rankR.txt``
 (operators of steps A to B by host time, device time and count), and with ``--trace`` also
-``REPORT/trace_rankR.json`` (the same steps as a Chrome trace, for chrome://tracing or Perfetto). ``--ddp-kwargs JSON``
-replaces the loop's ``DistributedDataParallelKwargs`` (to compare DDP settings).
+``REPORT/trace_rankR.json`` (the same steps as a Chrome trace, for Perfetto or
+chrome://tracing). ``--ddp-kwargs JSON`` replaces the loop's ``DistributedDataParallelKwargs``
+(to compare DDP settings).
 """
 
 from __future__ import annotations

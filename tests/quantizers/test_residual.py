@@ -7,8 +7,14 @@ import copy
 import pytest
 import torch
 
+import vqcodec.quantizers.grouped as grouped_module
 import vqcodec.quantizers.residual as residual_module
-from vqcodec.quantizers import FiniteScalarQuantizer, ResidualQuantizer, VectorQuantizer
+from vqcodec.quantizers import (
+    FiniteScalarQuantizer,
+    GroupedQuantizer,
+    ResidualQuantizer,
+    VectorQuantizer,
+)
 from vqcodec.quantizers.vector import updates_together
 
 
@@ -147,5 +153,24 @@ def test_levels_of_different_settings_are_updated_one_at_a_time() -> None:
     rvq.levels[1].decay = 0.5
     assert not updates_together(rvq.levels)
     rvq(torch.randn(2, 8, 10))  # trains, each level with its own update
+    assert [int(level.usage.steps) for level in rvq.levels] == [1, 1]
     fsq = ResidualQuantizer(3, 125, 2, factory=lambda d, k: FiniteScalarQuantizer([5, 5, 5], dim=d))
     assert not updates_together(fsq.levels)
+
+
+def test_grouped_training_update_equals_one_group_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    stacked = GroupedQuantizer(8, 32, 4, dead_code_threshold=0)
+    separate = copy.deepcopy(stacked)
+    z = torch.randn(4, 8, 30)
+    outputs = [stacked(z) for _ in range(3)]
+    monkeypatch.setattr(grouped_module, "updates_together", lambda groups: False)
+    expected = [separate(z) for _ in range(3)]
+    for out, ref in zip(outputs, expected):
+        assert torch.equal(out.codes, ref.codes)
+        for name, value in ref.metrics.items():
+            assert torch.allclose(out.metrics[name], value, atol=1e-6), name
+    for name, value in separate.state_dict().items():
+        assert torch.allclose(stacked.state_dict()[name].float(), value.float(), atol=1e-6), name
