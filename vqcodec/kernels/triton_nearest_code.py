@@ -156,8 +156,17 @@ def _nearest_code_kernel(
 
 
 @triton.jit
-def _half_norm_kernel(codebook_ptr, out_ptr, K, D, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
-    """``0.5·‖c‖²`` per code in float32, without a float32 copy of the codebook."""
+def _half_norm_kernel(
+    codebook_ptr, out_ptr, K, K_OUT, D, fill, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr
+):
+    """``0.5·‖c‖²`` per code in float32, without a float32 copy of the codebook.
+
+    Grid ``(cdiv(K_OUT, BLOCK_K), G)``: group ``g`` writes ``out[g, :K_OUT]``; codes past ``K``
+    (padding up to ``K_OUT``) get ``fill``.
+    """
+    group = tl.program_id(1).to(tl.int64)
+    codebook_ptr += group * K * D
+    out_ptr += group * K_OUT
     codes = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
     code_ok = codes < K
     total = tl.zeros((BLOCK_K,), tl.float32)
@@ -169,7 +178,21 @@ def _half_norm_kernel(codebook_ptr, out_ptr, K, D, BLOCK_K: tl.constexpr, BLOCK_
             other=0.0,
         ).to(tl.float32)
         total += tl.sum(c * c, axis=1)
-    tl.store(out_ptr + codes, 0.5 * total, mask=code_ok)
+    tl.store(out_ptr + codes, tl.where(code_ok, 0.5 * total, fill), mask=codes < K_OUT)
+
+
+def half_norms(codebook: Tensor, padded_k: int | None = None, fill: float = 0.0) -> Tensor:
+    """``0.5·‖c‖²`` in float32 for ``codebook [G, K, D]`` (contiguous, on CUDA): ``[G, K]``, or
+    ``[G, padded_k]`` with ``fill`` past ``K``."""
+    groups, k, d = codebook.shape
+    k_out = k if padded_k is None else padded_k
+    out = torch.empty(groups, k_out, dtype=torch.float32, device=codebook.device)
+    block_d = min(max(16, triton.next_power_of_2(d)), 64)
+    with torch.cuda.device(codebook.device):
+        _half_norm_kernel[(triton.cdiv(k_out, 256), groups)](
+            codebook, out, k, k_out, d, fill, BLOCK_K=256, BLOCK_D=block_d
+        )
+    return out
 
 
 _fast_kernel = triton.autotune(
@@ -214,20 +237,16 @@ def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
     groups, n, d = xs.shape
     k = cs.shape[1]
     mode = "fast" if fast else "exact"
-    half_norms = torch.empty(groups, k, dtype=torch.float32, device=x.device)
     out = torch.empty(groups, n, dtype=torch.int64, device=x.device)
     padded = max(16, triton.next_power_of_2(d))
     chunk = padded if padded <= MAX_RESIDENT_D[mode] else STREAMED_CHUNK[mode]
     kernel = _fast_kernel if fast else _exact_kernel
     grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), groups)  # noqa: E731
     with torch.cuda.device(x.device):
-        _half_norm_kernel[(triton.cdiv(groups * k, 256),)](
-            cs, half_norms, groups * k, d, BLOCK_K=256, BLOCK_D=min(padded, 64)
-        )
         kernel[grid](
             xs,
             cs,
-            half_norms,
+            half_norms(cs),
             out,
             n,
             k,

@@ -1,0 +1,153 @@
+"""The Gluon (Hopper) search kernel against the shipped Triton kernel, config by config.
+
+    python benchmarks/nearest_code_hopper.py [--shapes all|small] [--quick]
+
+For each anchor shape (fast mode, bf16 inputs): every Gluon config that fits in shared memory
+is checked (chosen codes no farther than the Triton kernel's beyond bf16-product rounding, and
+exact indices with lowest-index ties on integer inputs), then timed against the Triton kernel
+in the same run (median ms, CUDA events; small shapes also replayed from a CUDA graph).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+import triton
+import triton.testing
+
+from vqcodec.kernels import gluon_nearest_code as gluon_search
+from vqcodec.kernels import nearest_code_reference
+from vqcodec.kernels import triton_nearest_code as triton_search
+
+ANCHOR_SHAPES = [
+    (65536, 1024, 128),
+    (262144, 1024, 8),
+    (65536, 16384, 256),
+    (65536, 65536, 64),
+    (65536, 262144, 256),
+]
+SHARED_BYTES = 227 * 1024
+
+
+def bench(fn) -> float:
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def graph_bench(fn) -> float:
+    fn()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return bench(graph.replay)
+
+
+def gluon_call(x: torch.Tensor, c: torch.Tensor, cfg: dict) -> torch.Tensor:
+    xs, cs = x[None], c[None]
+    out = torch.empty(1, x.shape[0], dtype=torch.int64, device=x.device)
+    gluon_search.launch(xs, cs, out, **cfg)
+    return out[0]
+
+
+def configs(d: int, quick: bool) -> list[dict]:
+    d_pad = max(16, triton.next_power_of_2(d))
+    found = []
+    grid = itertools.product([64, 128, 256], [64, 128, 256], [2, 3, 4], [True, False])
+    for block_n, block_k, stages, keyed in grid:
+        warps = block_n // 16
+        smem = 2 * d_pad * (block_n + stages * block_k)
+        # Two fp32 accumulators of 16 rows a warp (block_k registers a thread) and ~64 more must
+        # fit in the registers a thread gets: 65,536 over the block's threads, at most 255.
+        if smem > SHARED_BYTES - 1024 or block_k + 64 > min(255, 65536 // (32 * warps)):
+            continue
+        if quick and not keyed:
+            continue
+        found.append(
+            dict(block_n=block_n, block_k=block_k, stages=stages, num_warps=warps, keyed=keyed)
+        )
+    return found
+
+
+def distance(x: torch.Tensor, c: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return (x.float() - c.float()[idx]).pow(2).sum(1)
+
+
+def run_shape(n: int, k: int, d: int, quick: bool) -> None:
+    x = torch.randn(n, d, device="cuda").bfloat16()
+    c = torch.randn(k, d, device="cuda").bfloat16()
+    ref = triton_search.nearest_code_triton(x, c, fast=True)
+    ref_d = distance(x, c, ref)
+    tol = 1e-2 * (x.float().pow(2).sum(1) + c.float().pow(2).sum(1).max()) ** 0.5  # bf16-ish
+    t_triton = bench(lambda: triton_search.nearest_code_triton(x, c, fast=True))
+    small = n * k * d <= 2**34
+    g_triton = (
+        graph_bench(lambda: triton_search.nearest_code_triton(x, c, fast=True)) if small else None
+    )
+    print(
+        f"\n{n:,} x {k:,} x {d}: triton {t_triton:.3f} ms"
+        + (f" (graph {g_triton:.3f})" if small else ""),
+        flush=True,
+    )
+    results = []
+    for cfg in configs(d, quick):
+        try:
+            idx = gluon_call(x, c, cfg)
+            torch.cuda.synchronize()
+        except Exception as error:  # noqa: BLE001 — report and go on to the next config
+            print(f"  {cfg}: failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}")
+            continue
+        worse = int((distance(x, c, idx) - ref_d > tol).sum())
+        same = float((idx == ref).float().mean())
+        t = bench(lambda: gluon_call(x, c, cfg))
+        g = graph_bench(lambda: gluon_call(x, c, cfg)) if small else None
+        results.append((t, cfg))
+        print(
+            f"  {cfg}: {t:.3f} ms ({t_triton / t:.2f}x triton)"
+            + (f", graph {g:.3f} ({g_triton / g:.2f}x)" if small else "")
+            + f", same index {same:.4f}, worse rows {worse}",
+            flush=True,
+        )
+    if results:
+        t, cfg = min(results, key=lambda r: r[0])
+        print(f"  best: {cfg} {t:.3f} ms = {t_triton / t:.2f}x triton")
+
+
+def tie_check() -> None:
+    for n, k, d in [(1000, 77, 8), (4099, 2000, 40), (257, 300, 256), (5000, 1000, 128)]:
+        x = torch.randint(-3, 4, (n, d), device="cuda").bfloat16()
+        c = torch.randint(-3, 4, (k, d), device="cuda").bfloat16()
+        c[k // 2 : 2 * (k // 2)] = c[: k // 2]
+        expected = nearest_code_reference(x.float().cpu(), c.float().cpu()).cuda()
+        for cfg in configs(d, quick=True)[:6]:
+            got = gluon_call(x, c, cfg)
+            print(f"ties {n}x{k}x{d} {cfg}: {'ok' if torch.equal(got, expected) else 'MISMATCH'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", choices=["all", "small"], default="all")
+    parser.add_argument("--quick", action="store_true", help="only the keyed reduction")
+    parser.add_argument("--only", type=int, nargs="*", help="indices of the anchor shapes to run")
+    parser.add_argument("--no-ties", action="store_true", help="skip the integer-input check")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(
+        f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}"
+    )
+    if not args.no_ties:
+        tie_check()
+    shapes = ANCHOR_SHAPES if args.shapes == "all" else ANCHOR_SHAPES[:3]
+    if args.only:
+        shapes = [ANCHOR_SHAPES[i] for i in args.only]
+    for shape in shapes:
+        run_shape(*shape, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
