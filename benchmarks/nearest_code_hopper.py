@@ -2,10 +2,13 @@
 
     python benchmarks/nearest_code_hopper.py [--shapes all|small] [--quick]
 
-For each anchor shape (fast mode, bf16 inputs): every Gluon config that fits in shared memory
+For each anchor shape (fast mode, bf16 inputs): every tile config of the Gluon kernel that fits
 is checked (chosen codes no farther than the Triton kernel's beyond bf16-product rounding, and
 exact indices with lowest-index ties on integer inputs), then timed against the Triton kernel
 in the same run (median ms, CUDA events; small shapes also replayed from a CUDA graph).
+The kernel's default tiles (``gluon_nearest_code.default_config``) come from this script's runs.
+Commit b37ec8e of this script also compared the kernel's reduction with a value-and-index
+arg-max (``benchmarks/results/nearest_code_hopper_h100_2026-11-22.txt``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ ANCHOR_SHAPES = [
     (65536, 65536, 64),
     (65536, 262144, 256),
 ]
+OTHER_SHAPES = [(65536, 16384, 128)]  # D = 128 with a large codebook: picks the default tiles
 SHARED_BYTES = 227 * 1024
 
 
@@ -48,29 +52,23 @@ def graph_bench(fn) -> float:
     return bench(graph.replay)
 
 
-def gluon_call(x: torch.Tensor, c: torch.Tensor, cfg: dict) -> torch.Tensor:
-    xs, cs = x[None], c[None]
-    out = torch.empty(1, x.shape[0], dtype=torch.int64, device=x.device)
-    gluon_search.launch(xs, cs, out, **cfg)
-    return out[0]
+def gluon_call(x: torch.Tensor, c: torch.Tensor, cfg: gluon_search.TileConfig) -> torch.Tensor:
+    return gluon_search.nearest_code_gluon(x, c, cfg)
 
 
-def configs(d: int, quick: bool) -> list[dict]:
-    d_pad = max(16, triton.next_power_of_2(d))
+def configs(d: int, quick: bool) -> list[gluon_search.TileConfig]:
+    """Every tile config that fits: shared memory for the row tile and the codebook ring, and two
+    fp32 accumulators (``block_k`` registers a thread) plus ~64 more in the registers a thread
+    gets (65,536 over the block's threads, at most 255)."""
+    d_pad = gluon_search.padded_dim(d)
     found = []
-    grid = itertools.product([64, 128, 256], [64, 128, 256], [2, 3, 4], [True, False])
-    for block_n, block_k, stages, keyed in grid:
-        warps = block_n // 16
+    for block_n, block_k, stages in itertools.product([64, 128, 256], [64, 128, 256], [2, 3, 4]):
+        config = gluon_search.TileConfig(block_n, block_k, stages)
         smem = 2 * d_pad * (block_n + stages * block_k)
-        # Two fp32 accumulators of 16 rows a warp (block_k registers a thread) and ~64 more must
-        # fit in the registers a thread gets: 65,536 over the block's threads, at most 255.
-        if smem > SHARED_BYTES - 1024 or block_k + 64 > min(255, 65536 // (32 * warps)):
+        registers = min(255, 65536 // (32 * config.num_warps))
+        if smem > SHARED_BYTES - 1024 or block_k + 64 > registers or (quick and stages == 4):
             continue
-        if quick and not keyed:
-            continue
-        found.append(
-            dict(block_n=block_n, block_k=block_k, stages=stages, num_warps=warps, keyed=keyed)
-        )
+        found.append(config)
     return found
 
 
@@ -116,6 +114,7 @@ def run_shape(n: int, k: int, d: int, quick: bool) -> None:
     if results:
         t, cfg = min(results, key=lambda r: r[0])
         print(f"  best: {cfg} {t:.3f} ms = {t_triton / t:.2f}x triton")
+        print(f"  default: {gluon_search.default_config(d)}")
 
 
 def tie_check() -> None:
@@ -132,8 +131,10 @@ def tie_check() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", choices=["all", "small"], default="all")
-    parser.add_argument("--quick", action="store_true", help="only the keyed reduction")
-    parser.add_argument("--only", type=int, nargs="*", help="indices of the anchor shapes to run")
+    parser.add_argument("--quick", action="store_true", help="skip four-stage rings")
+    parser.add_argument(
+        "--only", type=int, nargs="*", help="indices into the anchor shapes, then OTHER_SHAPES"
+    )
     parser.add_argument("--no-ties", action="store_true", help="skip the integer-input check")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -144,7 +145,7 @@ def main() -> None:
         tie_check()
     shapes = ANCHOR_SHAPES if args.shapes == "all" else ANCHOR_SHAPES[:3]
     if args.only:
-        shapes = [ANCHOR_SHAPES[i] for i in args.only]
+        shapes = [(ANCHOR_SHAPES + OTHER_SHAPES)[i] for i in args.only]
     for shape in shapes:
         run_shape(*shape, quick=args.quick)
 

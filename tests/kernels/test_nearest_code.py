@@ -95,3 +95,19 @@ def test_compiles_without_graph_breaks() -> None:
     fn = torch.compile(lambda x, c: nearest_code(x * 2.0, c), fullgraph=True, backend="eager")
     x, codebook = torch.randn(64, 8), torch.randn(16, 8)
     assert torch.equal(fn(x, codebook), nearest_code(x * 2.0, codebook))
+
+
+def test_eager_calls_skip_the_dispatcher_but_agree_with_the_op(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import vqcodec.kernels.op as op_module
+
+    x, codebook = torch.randn(200, 12), torch.randn(50, 12)
+    through_op = torch.ops.vqcodec.nearest_code.default(x, codebook, False)
+    assert torch.equal(nearest_code(x, codebook), through_op)
+    # The eager path really bypasses the op: a broken op does not change its answer ...
+    monkeypatch.setattr(op_module, "_nearest_code_op", lambda *args: None)
+    assert torch.equal(nearest_code(x, codebook), through_op)
+    # ... while inside torch.compile the op is what runs.
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert nearest_code(x, codebook) is None

@@ -100,6 +100,8 @@ def test_opcheck_and_compile_on_cuda() -> None:
     torch.library.opcheck(op, (x, codebook, True))
     fn = torch.compile(lambda a, b: nearest_code(a * 1.0, b), fullgraph=True)
     assert torch.equal(fn(x, codebook), nearest_code(x, codebook))
+    fast = torch.compile(lambda a, b: nearest_code(a * 1.0, b, fast=True), fullgraph=True)
+    assert torch.equal(fast(x, codebook), nearest_code(x, codebook, fast=True))
 
 
 @pytest.mark.parametrize(
@@ -118,3 +120,131 @@ def test_quantizers_on_cuda_round_trip(make) -> None:
     quantizer.eval()
     out = quantizer(z)
     assert torch.equal(quantizer.decode(quantizer.encode(z)), out.z_q)
+
+
+# The Gluon kernel for Hopper (fast mode on sm_90).
+on_hopper = pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0),
+    reason="the Gluon kernel needs a Hopper GPU (sm_90)",
+)
+HOPPER_SHAPES = [
+    (1, 1, 8),
+    (17, 33, 16),
+    (1000, 1023, 136),
+    (513, 4097, 256),
+    (300, 70000, 64),
+    (4099, 2000, 40),
+    (70000, 129, 8),
+]
+
+
+def rounded(t: torch.Tensor) -> torch.Tensor:
+    """The operand the kernel multiplies: fp16 stays fp16, everything else becomes bf16."""
+    return t if t.dtype == torch.float16 else t.bfloat16()
+
+
+@on_hopper
+@pytest.mark.parametrize("n,k,d", HOPPER_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_hopper_kernel_is_nearest_on_its_rounded_operands(
+    n: int, k: int, d: int, dtype: torch.dtype
+) -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    x = torch.randn(n, d, device="cuda").to(dtype)
+    codebook = torch.randn(k, d, device="cuda").to(dtype)
+    assert hopper.supports(x, codebook)
+    idx = hopper.nearest_code_gluon(x, codebook)
+    assert int(idx.min()) >= 0 and int(idx.max()) < k
+    # Distances within the float32 rounding scale, or within 2^-15 of the nearest: the kernel
+    # keeps 17 of the 24 mantissa bits when it compares half squared distances.
+    xr, cr = rounded(x).double(), rounded(codebook).double()
+    d2 = torch.cdist(xr, cr).pow(2)
+    nearest = d2.min(1).values
+    chosen = d2.gather(1, idx[:, None]).squeeze(1)
+    scale = (xr.pow(2).sum(1) + cr.pow(2).sum(1).max()) * d * 2.0**-23
+    assert bool(((chosen - nearest) <= torch.maximum(scale, nearest * 2.0**-15)).all())
+
+
+@on_hopper
+@pytest.mark.parametrize(
+    "n,k,d", [(1000, 77, 8), (4099, 2000, 40), (257, 300, 256), (5000, 1000, 64)]
+)
+def test_hopper_kernel_gives_reference_indices_and_lowest_index_ties(
+    n: int, k: int, d: int
+) -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    x = torch.randint(-3, 4, (n, d), device="cuda").bfloat16()
+    codebook = torch.randint(-3, 4, (k, d), device="cuda").bfloat16()
+    codebook[k // 2 : 2 * (k // 2)] = codebook[: k // 2]  # duplicated codes: ties
+    expected = nearest_code_reference(x.float().cpu(), codebook.float().cpu()).cuda()
+    assert torch.equal(hopper.nearest_code_gluon(x, codebook), expected)
+
+
+@on_hopper
+def test_hopper_kernel_groups_never_pick_a_neighbouring_groups_codes() -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    # Group 0's last codebook tile runs into group 1's codes, which equal group 0's rows: a
+    # padding bug would pick one of them (an index >= K).
+    g, n, k, d = 3, 1001, 33, 64
+    x = torch.randn(g, n, d, device="cuda").bfloat16()
+    codebook = 10 + torch.randn(g, k, d, device="cuda").bfloat16()
+    codebook[1, :] = x[0, :k]
+    idx = hopper.nearest_code_gluon(x, codebook)
+    assert idx.shape == (g, n) and int(idx.max()) < k
+    for group in range(g):
+        assert torch.equal(idx[group], hopper.nearest_code_gluon(x[group], codebook[group]))
+
+
+@on_hopper
+def test_hopper_kernel_takes_views_off_a_16_byte_boundary() -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    flat = torch.randn(300 * 64 + 1, device="cuda").bfloat16()
+    x = flat[1:].view(300, 64)  # starts 2 bytes past an aligned address: TMA needs 16
+    codebook = torch.randn(500, 64, device="cuda").bfloat16()
+    assert x.data_ptr() % 16 != 0
+    assert torch.equal(
+        hopper.nearest_code_gluon(x, codebook), hopper.nearest_code_gluon(x.clone(), codebook)
+    )
+
+
+@on_hopper
+def test_fast_mode_on_hopper_goes_through_the_gluon_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    calls = []
+    original = hopper.nearest_code_gluon
+    monkeypatch.setattr(
+        hopper, "nearest_code_gluon", lambda *args: calls.append(1) or original(*args)
+    )
+    # N·K·D = 2^34: large enough for eager calls.
+    x = torch.randn(65536, 64, device="cuda", dtype=torch.bfloat16)
+    codebook = torch.randn(4096, 64, device="cuda", dtype=torch.bfloat16)
+    nearest_code(x, codebook, fast=True)
+    assert calls == [1]
+    nearest_code(x, codebook)  # exact mode: the Triton kernel
+    nearest_code(x[:, :60].contiguous(), codebook[:, :60].contiguous(), fast=True)  # D % 8 != 0
+    small_x, small_codebook = x[:100], codebook[:70]
+    expected = nearest_code(small_x, small_codebook, fast=True)  # small and eager: Triton
+    assert calls == [1]
+    # Captured into a CUDA graph, small calls come here too (no host time to save).
+    original(small_x, small_codebook)  # compile these sizes' kernels outside the capture
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream), torch.cuda.graph(graph, stream=stream):
+        captured = nearest_code(small_x, small_codebook, fast=True)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert calls == [1, 1]
+    assert torch.equal(captured, expected)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_eager_calls_agree_with_the_op_on_cuda(fast: bool) -> None:
+    x, codebook = torch.randn(1000, 64, device="cuda"), torch.randn(300, 64, device="cuda")
+    op = torch.ops.vqcodec.nearest_code.default
+    assert torch.equal(nearest_code(x, codebook, fast=fast), op(x, codebook, fast))

@@ -18,9 +18,14 @@ as tied, far below the bf16 rounding of fast mode's products.
 One program owns ``BLOCK_N`` rows of ``x`` (one TMA load into shared memory, negated in place,
 kept for the whole pass) and streams the codebook through a ring of ``STAGES`` shared-memory
 tiles filled by TMA. Fast mode only: bf16 or fp16 operands with float32 accumulation.
+
+File order: kernel helpers, the kernel, then the launcher.
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -42,50 +47,28 @@ from vqcodec.kernels.triton_nearest_code import half_norms
 # row, yet finite, so that writing a column into its low bits cannot make a NaN of it the way it
 # would of an infinity. The padding also spares every tile a masked load.
 FAR = 1e38
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @gluon.jit
-def _argmax_combine(value_a, index_a, value_b, index_b):
-    # Larger score wins; on equal scores the lower column (lowest-index tie rule).
-    a_wins = (value_a > value_b) | ((value_a == value_b) & (index_a < index_b))
-    return gl.where(a_wins, value_a, value_b), gl.where(a_wins, index_a, index_b)
-
-
-@gluon.jit
-def _fold_tile(
-    acc, half_norm_ptr, k0, K, best, best_index, columns, layout: gl.constexpr, KEYED: gl.constexpr
-):
-    """Fold one ``[BLOCK_N, BLOCK_K]`` tile into the running nearest code of every row.
-
-    KEYED: ``acc`` holds half squared distances; ``best`` the row's smallest, low bits cleared.
-    Otherwise: ``acc`` holds ``x·c``; ``best`` the row's largest ``x·c − ‖c‖²/2``.
-    """
-    BLOCK_K: gl.constexpr = acc.shape[1]
-    if KEYED:
-        LOW: gl.constexpr = BLOCK_K - 1
-        bits = acc.to(gl.int32, bitcast=True)
-        keys = ((bits & ~LOW) | columns).to(gl.float32, bitcast=True)
-        tile_key = gl.min(keys, axis=1).to(gl.int32, bitcast=True)
-        tile_best = (tile_key & ~LOW).to(gl.float32, bitcast=True)
-        tile_index = tile_key & LOW
-        # Strictly better only: an equal distance in a later tile has a higher index.
-        better = tile_best < best
-    else:
-        columns = gl.expand_dims(gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout)), 0)
-        codes = k0 + gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout))
-        half_norm = gl.load(half_norm_ptr + codes)
-        score = acc - gl.expand_dims(half_norm, 0)  # x·c − ‖c‖²/2: larger is nearer
-        columns = gl.broadcast(columns, score)[0]
-        tile_best, tile_index = gl.reduce((score, columns), 1, _argmax_combine)
-        better = tile_best > best
+def _fold_tile(acc, k0, best, best_index, columns):
+    """Fold one ``[BLOCK_N, BLOCK_K]`` tile of half squared distances into the running nearest
+    code of every row (``best``: the smallest so far, its low bits cleared)."""
+    LOW: gl.constexpr = acc.shape[1] - 1
+    keys = ((acc.to(gl.int32, bitcast=True) & ~LOW) | columns).to(gl.float32, bitcast=True)
+    tile_key = gl.min(keys, axis=1).to(gl.int32, bitcast=True)
+    tile_best = (tile_key & ~LOW).to(gl.float32, bitcast=True)
+    # Strictly better only: an equal distance in a later tile has a higher index.
+    better = tile_best < best
     best = gl.where(better, tile_best, best)
-    best_index = gl.where(better, tile_index + k0, best_index)
+    best_index = gl.where(better, (tile_key & LOW) + k0, best_index)
     return best, best_index
 
 
 @gluon.jit
-def _refill(c_desc, c_smem, c_ready, c_row, t, num_tiles, STAGES: gl.constexpr):
+def _refill(c_desc, c_smem, c_ready, c_row, t, num_tiles):
     """Tile ``t``'s product is done with its slot: load tile ``t + STAGES`` into it."""
+    STAGES: gl.constexpr = c_smem.shape[0]
     BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
     slot = t % STAGES
     tile = t + STAGES
@@ -101,33 +84,20 @@ def _refill(c_desc, c_smem, c_ready, c_row, t, num_tiles, STAGES: gl.constexpr):
 
 @gluon.jit
 def _start_tile(
-    x_smem,
-    c_smem,
-    c_ready,
-    acc,
-    row_half_norm,
-    half_norm_ptr,
-    K,
-    t,
-    num_tiles,
-    layout: gl.constexpr,
-    STAGES: gl.constexpr,
-    KEYED: gl.constexpr,
+    x_smem, c_smem, c_ready, row_half_norm, half_norm_ptr, t, num_tiles, layout: gl.constexpr
 ):
-    """Issue tile ``t``'s product into ``acc`` without waiting for it.
+    """Issue tile ``t``: ``‖x‖²/2 + ‖c‖²/2 + (−x)·c`` (``x_smem`` holds ``−x``), not waited for.
 
-    KEYED: ``acc = ‖x‖²/2 + ‖c‖²/2 + (−x)·c`` (``x_smem`` holds ``−x``); else ``acc = x·c``.
     Past the last tile the product runs on stale shared memory and is never folded.
     """
-    BLOCK_K: gl.constexpr = acc.shape[1]
+    STAGES: gl.constexpr = c_smem.shape[0]
+    BLOCK_K: gl.constexpr = c_smem.shape[1]
     slot = t % STAGES
-    if KEYED:
-        codes = t * BLOCK_K + gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout))
-        half_norm = gl.load(half_norm_ptr + codes)
-        acc = gl.expand_dims(row_half_norm, 1) + gl.expand_dims(half_norm, 0)
+    codes = t * BLOCK_K + gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout))
+    acc = gl.expand_dims(row_half_norm, 1) + gl.expand_dims(gl.load(half_norm_ptr + codes), 0)
     mbarrier.wait(c_ready.index(slot), (t // STAGES) & 1, pred=t < num_tiles)
     return warpgroup_mma(
-        x_smem, c_smem.index(slot).permute((1, 0)), acc, use_acc=KEYED, is_async=True
+        x_smem, c_smem.index(slot).permute((1, 0)), acc, use_acc=True, is_async=True
     )
 
 
@@ -142,7 +112,6 @@ def _nearest_code_kernel(
     K_PAD,
     zero,
     STAGES: gl.constexpr,
-    KEYED: gl.constexpr,
     num_warps: gl.constexpr,
 ):
     BLOCK_N: gl.constexpr = x_desc.block_type.shape[0]
@@ -178,18 +147,14 @@ def _nearest_code_kernel(
         )
     mbarrier.wait(x_ready, 0)
 
-    if KEYED:
-        # Negate the row tile in place and take its half-norms from the same (rounded) values.
-        rows_blocked: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
-        x = x_smem.load(rows_blocked)
-        x_float = x.to(gl.float32)
-        row_half_norm = gl.convert_layout(0.5 * gl.sum(x_float * x_float, axis=1), rows_layout)
-        x_smem.store((-x_float).to(x_desc.dtype))
-        fence_async_shared()
-        best = gl.full([BLOCK_N], float("inf"), gl.float32, rows_layout)
-    else:
-        row_half_norm = gl.zeros([BLOCK_N], gl.float32, rows_layout)
-        best = gl.full([BLOCK_N], float("-inf"), gl.float32, rows_layout)
+    # Negate the row tile in place; its half-norms come from the same (rounded) values.
+    rows_blocked: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
+    x = x_smem.load(rows_blocked).to(gl.float32)
+    row_half_norm = gl.convert_layout(0.5 * gl.sum(x * x, axis=1), rows_layout)
+    x_smem.store((-x).to(x_desc.dtype))
+    fence_async_shared()
+
+    best = gl.full([BLOCK_N], float("inf"), gl.float32, rows_layout)
     best_index = gl.zeros([BLOCK_N], gl.int32, rows_layout)
     # Column of every score, offset by a runtime zero so that the compiler keeps the columns in
     # registers (one bit operation per score) instead of folding them into immediates (two).
@@ -198,108 +163,140 @@ def _nearest_code_kernel(
     # Two accumulators take turns: while the tensor cores fill one with tile t + 1, the warps
     # reduce tile t from the other. Nothing reads an accumulator while a product into it is in
     # flight (ptxas would then serialise every product).
-    acc_a = gl.zeros([BLOCK_N, BLOCK_K], gl.float32, layout)
-    acc_b = gl.zeros([BLOCK_N, BLOCK_K], gl.float32, layout)
-    acc_a = _start_tile(
-        x_smem,
-        c_smem,
-        c_ready,
-        acc_a,
-        row_half_norm,
-        half_norm_ptr,
-        K,
-        0,
-        num_tiles,
-        layout,
-        STAGES,
-        KEYED,
-    )
+    acc_a = _start_tile(x_smem, c_smem, c_ready, row_half_norm, half_norm_ptr, 0, num_tiles, layout)
     acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
     for t in range(0, num_tiles - 1, 2):
         # acc_a holds tile t, finished.
-        _refill(c_desc, c_smem, c_ready, c_row, t, num_tiles, STAGES)
+        _refill(c_desc, c_smem, c_ready, c_row, t, num_tiles)
         acc_b = _start_tile(
-            x_smem,
-            c_smem,
-            c_ready,
-            acc_b,
-            row_half_norm,
-            half_norm_ptr,
-            K,
-            t + 1,
-            num_tiles,
-            layout,
-            STAGES,
-            KEYED,
+            x_smem, c_smem, c_ready, row_half_norm, half_norm_ptr, t + 1, num_tiles, layout
         )
-        best, best_index = _fold_tile(
-            acc_a, half_norm_ptr, t * BLOCK_K, K, best, best_index, columns, layout, KEYED
-        )
+        best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns)
         acc_b = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
-        _refill(c_desc, c_smem, c_ready, c_row, t + 1, num_tiles, STAGES)
+        _refill(c_desc, c_smem, c_ready, c_row, t + 1, num_tiles)
         acc_a = _start_tile(
-            x_smem,
-            c_smem,
-            c_ready,
-            acc_a,
-            row_half_norm,
-            half_norm_ptr,
-            K,
-            t + 2,
-            num_tiles,
-            layout,
-            STAGES,
-            KEYED,
+            x_smem, c_smem, c_ready, row_half_norm, half_norm_ptr, t + 2, num_tiles, layout
         )
-        best, best_index = _fold_tile(
-            acc_b, half_norm_ptr, (t + 1) * BLOCK_K, K, best, best_index, columns, layout, KEYED
-        )
+        best, best_index = _fold_tile(acc_b, (t + 1) * BLOCK_K, best, best_index, columns)
         acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
     if num_tiles % 2 == 1:
-        best, best_index = _fold_tile(
-            acc_a,
-            half_norm_ptr,
-            (num_tiles - 1) * BLOCK_K,
-            K,
-            best,
-            best_index,
-            columns,
-            layout,
-            KEYED,
-        )
+        best, best_index = _fold_tile(acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns)
 
     mbarrier.invalidate(x_ready)
     for s in gl.static_range(STAGES):
         mbarrier.invalidate(c_ready.index(s))
     rows = pid * BLOCK_N + gl.arange(0, BLOCK_N, layout=rows_layout)
+    # Clamped: a row of NaNs never beats anything, which would otherwise leave a padding code.
+    best_index = gl.minimum(best_index, K - 1)
     gl.store(out_ptr + group.to(gl.int64) * N + rows, best_index.to(gl.int64), mask=rows < N)
 
 
-def launch(
-    x: Tensor,
-    codebook: Tensor,
-    out: Tensor,
-    block_n: int = 128,
-    block_k: int = 128,
-    stages: int = 2,
-    num_warps: int = 8,
-    keyed: bool = True,
-) -> None:
-    """``x [G, N, D]``, ``codebook [G, K, D]`` (bf16 or fp16, contiguous, D % 8 == 0, D ≤ 256),
-    → ``out [G, N]`` int64."""
-    groups, n, d = x.shape
-    k = codebook.shape[1]
-    d_pad = max(16, triton.next_power_of_2(d))
-    dtype = gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16
-    x_layout = gl.NVMMASharedLayout.get_default_for([block_n, d_pad], dtype)
-    c_layout = gl.NVMMASharedLayout.get_default_for([block_k, d_pad], dtype)
-    x2 = x.view(groups * n, d)
-    c2 = codebook.view(groups * k, d)
-    x_desc = TensorDescriptor(x2, list(x2.shape), list(x2.stride()), [block_n, d_pad], x_layout)
-    c_desc = TensorDescriptor(c2, list(c2.shape), list(c2.stride()), [block_k, d_pad], c_layout)
-    k_pad = (triton.cdiv(k, block_k) + 1) * block_k
-    norms = half_norms(codebook, padded_k=k_pad, fill=FAR)
-    grid = (triton.cdiv(n, block_n), groups)
-    _nearest_code_kernel[grid](
-        x_desc, c_desc, norms, out, n, k, k_pad, 0, STAGES=stages, KEYED=keyed, num_warps=num_warps
+@dataclass(frozen=True)
+class TileConfig:
+    """Tile sizes of one launch: rows per program, codes per tile, codebook tiles in flight."""
+
+    block_n: int
+    block_k: int
+    stages: int
+
+    @property
+    def num_warps(self) -> int:
+        return self.block_n // 16  # one warp per 16 rows: the wgmma layout's row tiling
+
+
+def default_config(d: int) -> TileConfig:
+    """The fastest tiles measured on an H100 for ``D`` (``benchmarks/nearest_code_hopper.py``)."""
+    d_pad = padded_dim(d)
+    if d_pad <= 32:
+        return TileConfig(128, 64, 3)
+    if d_pad == 64:
+        return TileConfig(64, 64, 2)
+    if d_pad == 128:
+        return TileConfig(64, 128, 3)
+    return TileConfig(128, 128, 2)
+
+
+def padded_dim(d: int) -> int:
+    return max(16, triton.next_power_of_2(d))
+
+
+def supports(x: Tensor, codebook: Tensor) -> bool:
+    """Whether :func:`nearest_code_gluon` handles these inputs: fast mode on a Hopper GPU (sm_90,
+    the only architecture with ``wgmma``), ``D`` a multiple of 8 up to 256 (TMA needs 16-byte
+    rows), fewer than 2³¹ rows in all (TMA coordinates are 32-bit)."""
+    if not (x.is_cuda and codebook.is_cuda and x.dtype in DTYPES and codebook.dtype in DTYPES):
+        return False
+    d = x.shape[-1]
+    rows = x.shape[:-1].numel()
+    codes = codebook.shape[:-1].numel()
+    return (
+        _is_hopper(x.device.index if x.device.index is not None else torch.cuda.current_device())
+        and d % 8 == 0
+        and 8 <= d <= 256
+        and 0 < rows < 2**31
+        and 0 < codes < 2**31
     )
+
+
+# Below this many multiply-adds (N·K·D) an eager call is bound by host time, and the Triton
+# kernel's launch costs less of it than this one's (two tensor descriptors a call). On the lent
+# H100 machine, with every fast call sent here, eager calls took 0.205 ms at (65,536, 1,024, 128)
+# and 0.223 ms at (262,144, 1,024, 8) against 0.140 and 0.136 ms with the Triton kernel in the
+# same run (benchmarks/results/nearest_code_h100_2026-11-22_gluon_every_call.txt), while replayed
+# from a CUDA graph this kernel takes 0.055 and 0.107 ms (Triton: 0.060 and 0.118 ms in earlier
+# runs). Captured calls pay no host time, so they always come here.
+EAGER_MIN_WORK = 2**34
+
+
+def preferred(x: Tensor, codebook: Tensor) -> bool:
+    """Whether this kernel should serve the call (given :func:`supports`): large problems, and
+    every call captured into a CUDA graph."""
+    work = x.shape[:-1].numel() * codebook.shape[-2] * x.shape[-1]
+    return work >= EAGER_MIN_WORK or torch.cuda.is_current_stream_capturing()
+
+
+def nearest_code_gluon(x: Tensor, codebook: Tensor, config: TileConfig | None = None) -> Tensor:
+    """Fast-mode search; ``x [N, D]``/``[G, N, D]``, ``codebook [K, D]``/``[G, K, D]`` on a
+    Hopper GPU. float32 inputs are rounded to bf16 copies first (what fast mode does to its
+    operands anyway; the copies take half the inputs' memory). Returns int64 ``[N]``/``[G, N]``.
+    """
+    batched = x.dim() == 3
+    xs = x if batched else x[None]
+    cs = codebook if batched else codebook[None]
+    dtype = torch.float16 if xs.dtype == cs.dtype == torch.float16 else torch.bfloat16
+    xs, cs = _tma_ready(xs.to(dtype)), _tma_ready(cs.to(dtype))
+    groups, n, d = xs.shape
+    k = cs.shape[1]
+    config = config or default_config(d)
+    d_pad = padded_dim(d)
+    element = gl.float16 if dtype == torch.float16 else gl.bfloat16
+    x_block, c_block = [config.block_n, d_pad], [config.block_k, d_pad]
+    x2, c2 = xs.view(groups * n, d), cs.view(groups * k, d)
+    x_desc = TensorDescriptor(x2, [groups * n, d], [d, 1], x_block, _layout(*x_block, element))
+    c_desc = TensorDescriptor(c2, [groups * k, d], [d, 1], c_block, _layout(*c_block, element))
+    # One spare tile of padding: the pipeline's last (discarded) product reads its half-norms.
+    k_pad = (triton.cdiv(k, config.block_k) + 1) * config.block_k
+    norms = half_norms(cs, padded_k=k_pad, fill=FAR)
+    out = torch.empty(groups, n, dtype=torch.int64, device=x.device)
+    with torch.cuda.device(x.device):
+        _nearest_code_kernel[(triton.cdiv(n, config.block_n), groups)](
+            x_desc, c_desc, norms, out, n, k, k_pad, 0,
+            STAGES=config.stages, num_warps=config.num_warps,
+        )  # fmt: skip
+    return out if batched else out[0]
+
+
+@functools.cache
+def _is_hopper(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index) == (9, 0)
+
+
+@functools.cache
+def _layout(rows: int, columns: int, element: gl.dtype) -> gl.NVMMASharedLayout:
+    return gl.NVMMASharedLayout.get_default_for([rows, columns], element)
+
+
+def _tma_ready(t: Tensor) -> Tensor:
+    """Contiguous, starting on a 16-byte boundary (a view into a larger tensor may not)."""
+    t = t.contiguous()
+    return t if t.data_ptr() % 16 == 0 else t.clone()
