@@ -19,41 +19,18 @@ import itertools
 import torch
 import triton
 import triton.testing
+from nearest_code import ANCHOR_SHAPES, graph_time  # this folder's script (sys.path[0])
 
 from vqcodec.kernels import gluon_nearest_code as gluon_search
 from vqcodec.kernels import nearest_code_reference
 from vqcodec.kernels import triton_nearest_code as triton_search
 
-ANCHOR_SHAPES = [
-    (65536, 1024, 128),
-    (262144, 1024, 8),
-    (65536, 16384, 256),
-    (65536, 65536, 64),
-    (65536, 262144, 256),
-]
 OTHER_SHAPES = [(65536, 16384, 128)]  # D = 128 with a large codebook: picks the default tiles
 SHARED_BYTES = 227 * 1024
 
 
 def bench(fn) -> float:
     return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-
-
-def graph_bench(fn) -> float:
-    fn()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return bench(graph.replay)
-
-
-def gluon_call(x: torch.Tensor, c: torch.Tensor, cfg: gluon_search.TileConfig) -> torch.Tensor:
-    return gluon_search.nearest_code_gluon(x, c, cfg)
 
 
 def configs(d: int, quick: bool) -> list[gluon_search.TileConfig]:
@@ -85,7 +62,7 @@ def run_shape(n: int, k: int, d: int, quick: bool) -> None:
     t_triton = bench(lambda: triton_search.nearest_code_triton(x, c, fast=True))
     small = n * k * d <= 2**34
     g_triton = (
-        graph_bench(lambda: triton_search.nearest_code_triton(x, c, fast=True)) if small else None
+        graph_time(lambda: triton_search.nearest_code_triton(x, c, fast=True)) if small else None
     )
     print(
         f"\n{n:,} x {k:,} x {d}: triton {t_triton:.3f} ms"
@@ -95,15 +72,15 @@ def run_shape(n: int, k: int, d: int, quick: bool) -> None:
     results = []
     for cfg in configs(d, quick):
         try:
-            idx = gluon_call(x, c, cfg)
+            idx = gluon_search.nearest_code_gluon(x, c, cfg)
             torch.cuda.synchronize()
         except Exception as error:  # noqa: BLE001 — report and go on to the next config
             print(f"  {cfg}: failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}")
             continue
         worse = int((distance(x, c, idx) - ref_d > tol).sum())
         same = float((idx == ref).float().mean())
-        t = bench(lambda: gluon_call(x, c, cfg))
-        g = graph_bench(lambda: gluon_call(x, c, cfg)) if small else None
+        t = bench(lambda: gluon_search.nearest_code_gluon(x, c, cfg))
+        g = graph_time(lambda: gluon_search.nearest_code_gluon(x, c, cfg)) if small else None
         results.append((t, cfg))
         print(
             f"  {cfg}: {t:.3f} ms ({t_triton / t:.2f}x triton)"
@@ -124,7 +101,7 @@ def tie_check() -> None:
         c[k // 2 : 2 * (k // 2)] = c[: k // 2]
         expected = nearest_code_reference(x.float().cpu(), c.float().cpu()).cuda()
         for cfg in configs(d, quick=True)[:6]:
-            got = gluon_call(x, c, cfg)
+            got = gluon_search.nearest_code_gluon(x, c, cfg)
             print(f"ties {n}x{k}x{d} {cfg}: {'ok' if torch.equal(got, expected) else 'MISMATCH'}")
 
 
