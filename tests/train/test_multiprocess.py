@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from tests.train.conftest import write_tones
 from vqcodec.quantizers import VectorQuantizer
 from vqcodec.train.replicas import ReplicaDriftError, check_replicas_agree, replica_fingerprint
 
@@ -148,3 +149,35 @@ def test_the_fingerprint_covers_parameters_and_quantizer_buffers_only() -> None:
     assert {"encoder.weight", "encoder.bias"} <= names
     assert any(n.startswith("quantizer.") for n in names)
     assert not any(n.startswith("norm.") for n in names)
+
+
+@pytest.mark.slow
+def test_interleaved_scaling_benchmark_times_one_process_alone(tmp_path: Path) -> None:
+    """benchmarks/scaling_interleaved.py on two gloo processes: the alone segments train process
+    0 only without any collective (one would hang: the other process waits in another group),
+    the together segments train both."""
+    audio = write_tones(tmp_path / "audio", count=16)  # 2 full batches of 4 per process
+    script = Path(__file__).parents[2] / "benchmarks" / "scaling_interleaved.py"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    command += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    command += ["--dynamo_backend", "no", str(script), str(SMOKE), "--pairs", "2"]
+    command += ["--segment", "2", "--warmup", "2", "--out", str(tmp_path / "pairs.json")]
+    command += ["--set", f'data.train=["{audio}"]', "--set", "data.num_workers=0"]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    pairs = json.loads((tmp_path / "pairs.json").read_text())["pairs"]
+    assert [p["order"] for p in pairs] == ["alone, together", "together, alone"]
+    assert all(p["alone_samples"] == 2 * 4 and p["together_samples"] == 2 * 2 * 4 for p in pairs)
+    assert all(p["speed_up"] > 0 for p in pairs)
+    assert "| median |" in result.stdout
+
+
+def test_interleaved_scaling_benchmark_refuses_one_process(tmp_path: Path) -> None:
+    script = Path(__file__).parents[2] / "benchmarks" / "scaling_interleaved.py"
+    command = [sys.executable, str(script), str(SMOKE), "--set", f'data.train=["{tmp_path}"]']
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "scaling_interleaved: start it with accelerate launch --num_processes N (N >= 2)"
+    ]

@@ -8,16 +8,35 @@ that is itself identical on every rank.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+_alone = False  # inside this_process_only()
+
 
 def world_size() -> int:
-    """Number of processes in the default group (1 when not distributed)."""
-    if dist.is_available() and dist.is_initialized():
+    """Number of processes in the default group (1 when not distributed or alone)."""
+    if not _alone and dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
+
+
+@contextmanager
+def this_process_only() -> Iterator[None]:
+    """Inside, this process acts as if it were the only one: no collectives, and it counts as
+    the main process. For work that one process does while the others wait (benchmarks time one
+    GPU's training steps this way inside a multi-GPU job); the processes' codebooks diverge.
+    """
+    global _alone
+    before, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = before
 
 
 def is_main_process() -> bool:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vqcodec.checkpoint import save_pretrained
+from vqcodec.codecs import CodecOutput
 from vqcodec.config import ConfigError, to_dict
 from vqcodec.train.adversarial import AdversarialConfig, discriminator_loss, generator_terms
 from vqcodec.train.config import ImageTrainConfig, TrainConfig
@@ -90,20 +91,29 @@ def evaluate(
     return {f"dev/{k}": v / max(count, 1) for k, v in totals.items()}
 
 
-def train(
-    config: TrainConfig | ImageTrainConfig,
-    resume: str | Path | None = None,
-    stop_after: int | None = None,
-) -> TrainResult:
-    """Train a codec (audio or image, from ``config.kind``) as ``config`` says.
+@dataclass
+class PreparedRun:
+    """A run's pieces, built from its config and prepared by accelerate.
 
-    Args:
-        config: the run's config tree.
-        resume: a checkpoint folder written by this function (``output_dir/checkpoints/step_N``);
-            the run continues exactly where it stopped (same data order, RNG states, optimiser).
-        stop_after: stop after this many steps of this call (tests; the schedule still follows
-            ``config.run.steps``).
+    On several processes ``model`` (and ``discriminator``) are the data-parallel wrappers and
+    ``loader`` gives each process its own share of every epoch.
     """
+
+    config: TrainConfig | ImageTrainConfig
+    accelerator: Accelerator
+    task: AudioTask | ImageTask
+    model: torch.nn.Module
+    losses: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loader: DataLoader
+    dev_loader: DataLoader | None
+    discriminator: torch.nn.Module | None = None
+    d_optimizer: torch.optim.Optimizer | None = None
+
+
+def prepare(config: TrainConfig | ImageTrainConfig) -> PreparedRun:
+    """The accelerator, model, losses, optimiser, schedule and loaders that ``config`` asks for."""
     run = config.run
     _check_compile_supported(run.compile)
     accelerator = Accelerator(
@@ -129,7 +139,6 @@ def train(
     # A different seed per process: random crops and quantizer dropout differ across ranks;
     # the weights still start equal because DDP broadcasts rank 0's at wrap time.
     set_seed(run.seed, device_specific=True)
-    output = Path(run.output_dir)
 
     task = task_for(config)
     model = task.model()
@@ -177,7 +186,74 @@ def train(
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     if discriminator is not None:
         discriminator, d_optimizer = accelerator.prepare(discriminator, d_optimizer)
+    return PreparedRun(
+        config, accelerator, task, model, losses, optimizer, scheduler, loader, dev_loader,
+        discriminator, d_optimizer,
+    )  # fmt: skip
+
+
+def train_step(
+    prepared: PreparedRun, x: Tensor, step: int, synchronise: bool = True
+) -> tuple[CodecOutput, LossTerms]:
+    """One optimiser update of the codec (and, once the adversary has started, its
+    discriminator) on the batch ``x``; returns the codec's output and its loss terms.
+
+    ``synchronise=False`` runs the bare modules instead of their data-parallel (and compiled)
+    wrappers: the gradients stay this process's own (the quantizers still synchronise their
+    codebooks unless run inside ``quantizers.distributed.this_process_only()``). Benchmarks use
+    it to time one process training alone inside a multi-process job while the others wait.
+    """
+    config, accelerator = prepared.config, prepared.accelerator
+    model, discriminator = prepared.model, prepared.discriminator
+    if not synchronise:
+        model = _bare(accelerator, model)
+        discriminator = discriminator and _bare(accelerator, discriminator)
+    optimizer = prepared.optimizer
+    adversary = config.adversarial
+    adversarial_step = discriminator is not None and step >= adversary.start_step
     trained = [m for m in (model, discriminator) if m is not None]
+    with accelerator.accumulate(*trained):
+        out = model(x)
+        terms = prepared.losses(out.x_hat, x, out.loss)
+        if adversarial_step:
+            terms = _with_adversarial_terms(
+                terms, accelerator, discriminator, out.x_hat, x, adversary
+            )
+        accelerator.backward(terms.total)
+        if accelerator.sync_gradients and config.optim.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad()
+        if adversarial_step:
+            # The discriminator learns from this step's reconstructions, after the codec.
+            d_loss = discriminator_loss(discriminator, out.x_hat, x)
+            accelerator.backward(d_loss)
+            if accelerator.sync_gradients and config.optim.grad_clip > 0:
+                accelerator.clip_grad_norm_(discriminator.parameters(), config.optim.grad_clip)
+            prepared.d_optimizer.step()
+            prepared.d_optimizer.zero_grad()
+            terms.terms["discriminator"] = d_loss.detach()
+    return out, terms
+
+
+def train(
+    config: TrainConfig | ImageTrainConfig,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a codec (audio or image, from ``config.kind``) as ``config`` says.
+
+    Args:
+        config: the run's config tree.
+        resume: a checkpoint folder written by this function (``output_dir/checkpoints/step_N``);
+            the run continues exactly where it stopped (same data order, RNG states, optimiser).
+        stop_after: stop after this many steps of this call (tests; the schedule still follows
+            ``config.run.steps``).
+    """
+    prepared = prepare(config)
+    run, accelerator, model = config.run, prepared.accelerator, prepared.model
+    scheduler, dev_loader = prepared.scheduler, prepared.dev_loader
+    output = Path(run.output_dir)
 
     step = 0
     if resume is not None:
@@ -193,34 +269,13 @@ def train(
     progress = tqdm(
         total=run.steps, initial=step, disable=not accelerator.is_main_process, desc="train"
     )
-    batches = _batches(loader, accelerator, step * run.gradient_accumulation)
+    batches = _batches(prepared.loader, accelerator, step * run.gradient_accumulation)
     model.train()
     pending: dict[int, Tensor] = {}  # step -> this process's loss, not yet read back
     started = time.perf_counter()
     while step < end:
         x = next(batches)
-        adversarial_step = discriminator is not None and step >= adversary.start_step
-        with accelerator.accumulate(*trained):
-            out = model(x)
-            terms = losses(out.x_hat, x, out.loss)
-            if adversarial_step:
-                terms = _with_adversarial_terms(
-                    terms, accelerator, discriminator, out.x_hat, x, adversary
-                )
-            accelerator.backward(terms.total)
-            if accelerator.sync_gradients and config.optim.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad()
-            if adversarial_step:
-                # The discriminator learns from this step's reconstructions, after the codec.
-                d_loss = discriminator_loss(discriminator, out.x_hat, x)
-                accelerator.backward(d_loss)
-                if accelerator.sync_gradients and config.optim.grad_clip > 0:
-                    accelerator.clip_grad_norm_(discriminator.parameters(), config.optim.grad_clip)
-                d_optimizer.step()
-                d_optimizer.zero_grad()
-                terms.terms["discriminator"] = d_loss.detach()
+        out, terms = train_step(prepared, x, step)
         if not accelerator.sync_gradients:
             continue
         scheduler.step()
@@ -254,7 +309,14 @@ def train(
             record.update(
                 {
                     "step": step,
-                    **evaluate(task, model, losses, dev_loader, accelerator, run.eval_batches),
+                    **evaluate(
+                        prepared.task,
+                        model,
+                        prepared.losses,
+                        dev_loader,
+                        accelerator,
+                        run.eval_batches,
+                    ),
                 }
             )
         if record:
