@@ -42,7 +42,9 @@ class _Sm90Target:
         return torch.device("cpu")
 
 
-def compile_kernel(n: int, k: int, d: int, block_n: int, block_k: int, stages: int) -> dict:
+def compile_kernel(
+    n: int, k: int, d: int, block_n: int, block_k: int, stages: int, x_buffers: int = 1
+) -> dict:
     """Compile for these sizes (on a machine without a GPU: the compiled kernel stays in the
     JIT's cache for device 0); returns shared memory, the ptxas report and the SASS."""
     previous = driver._active  # restored as it was: without a GPU there is no default to reset to
@@ -67,7 +69,7 @@ def compile_kernel(n: int, k: int, d: int, block_n: int, block_k: int, stages: i
         ]  # fmt: skip
         compiled = hopper._nearest_code_kernel.warmup(
             *descriptors, torch.zeros(k_pad), torch.zeros(n, dtype=torch.int64), n, k, k_pad, 0,
-            STAGES=stages, num_warps=config.num_warps, grid=(1,),
+            STAGES=stages, X_BUFFERS=x_buffers, num_warps=config.num_warps, grid=(1,),
         )  # fmt: skip
     finally:
         driver._active = previous
@@ -113,9 +115,12 @@ def main() -> None:
     parser.add_argument("--block-n", type=int, default=128)
     parser.add_argument("--block-k", type=int, default=128)
     parser.add_argument("--stages", type=int, default=2)
+    parser.add_argument("--x-buffers", type=int, default=1)
     args = parser.parse_args()
     result = summary(
-        compile_kernel(args.n, args.k, args.d, args.block_n, args.block_k, args.stages)
+        compile_kernel(
+            args.n, args.k, args.d, args.block_n, args.block_k, args.stages, args.x_buffers
+        )
     )
     print(
         f"registers {result['registers']}, spills {result['spill_bytes']} B, shared "

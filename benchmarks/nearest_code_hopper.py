@@ -33,19 +33,29 @@ def bench(fn) -> float:
     return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
 
 
-def configs(d: int, quick: bool) -> list[gluon_search.TileConfig]:
-    """Every tile config that fits: shared memory for the row tile and the codebook ring, and two
-    fp32 accumulators (``block_k`` registers a thread) plus ~64 more in the registers a thread
-    gets (65,536 over the block's threads, at most 255)."""
+def configs(d: int, quick: bool, persistent: bool = False) -> list[gluon_search.TileConfig]:
+    """Every tile config that fits: shared memory for the row tile(s) and the codebook ring
+    (times the programs sharing a multiprocessor, for persistent ones), and two fp32
+    accumulators (``block_k`` registers a thread) plus ~64 more in the registers a thread gets
+    (65,536 over the block's threads, at most 255)."""
     d_pad = gluon_search.padded_dim(d)
     found = []
     for block_n, block_k, stages in itertools.product([64, 128, 256], [64, 128, 256], [2, 3, 4]):
-        config = gluon_search.TileConfig(block_n, block_k, stages)
-        smem = 2 * d_pad * (block_n + stages * block_k)
-        registers = min(255, 65536 // (32 * config.num_warps))
-        if smem > SHARED_BYTES - 1024 or block_k + 64 > registers or (quick and stages == 4):
-            continue
-        found.append(config)
+        launches = [(0, 1)]
+        if persistent:
+            launches += [(1, 1), (1, 2), (2, 1), (2, 2)]
+        for programs_per_sm, x_buffers in launches:
+            config = gluon_search.TileConfig(block_n, block_k, stages, programs_per_sm, x_buffers)
+            smem = 2 * d_pad * (x_buffers * block_n + stages * block_k)
+            registers = min(255, 65536 // (32 * config.num_warps))
+            if (
+                max(1, programs_per_sm) * smem > SHARED_BYTES - 1024
+                or block_k + 64 > registers
+                or (programs_per_sm == 2 and 2 * config.num_warps * 32 * 200 > 65536)
+                or (quick and stages == 4)
+            ):
+                continue
+            found.append(config)
     return found
 
 
@@ -53,7 +63,7 @@ def distance(x: torch.Tensor, c: torch.Tensor, idx: torch.Tensor) -> torch.Tenso
     return (x.float() - c.float()[idx]).pow(2).sum(1)
 
 
-def run_shape(n: int, k: int, d: int, quick: bool) -> None:
+def run_shape(n: int, k: int, d: int, quick: bool, persistent: bool) -> None:
     x = torch.randn(n, d, device="cuda").bfloat16()
     c = torch.randn(k, d, device="cuda").bfloat16()
     ref = triton_search.nearest_code_triton(x, c, fast=True)
@@ -70,7 +80,7 @@ def run_shape(n: int, k: int, d: int, quick: bool) -> None:
         flush=True,
     )
     results = []
-    for cfg in configs(d, quick):
+    for cfg in configs(d, quick, persistent):
         try:
             idx = gluon_search.nearest_code_gluon(x, c, cfg)
             torch.cuda.synchronize()
@@ -91,16 +101,16 @@ def run_shape(n: int, k: int, d: int, quick: bool) -> None:
     if results:
         t, cfg = min(results, key=lambda r: r[0])
         print(f"  best: {cfg} {t:.3f} ms = {t_triton / t:.2f}x triton")
-        print(f"  default: {gluon_search.default_config(d)}")
+        print(f"  default: {gluon_search.default_config(d, k)}")
 
 
 def tie_check() -> None:
-    for n, k, d in [(1000, 77, 8), (4099, 2000, 40), (257, 300, 256), (5000, 1000, 128)]:
+    for n, k, d in [(1000, 77, 8), (4099, 2000, 40), (257, 300, 256), (40000, 1000, 128)]:
         x = torch.randint(-3, 4, (n, d), device="cuda").bfloat16()
         c = torch.randint(-3, 4, (k, d), device="cuda").bfloat16()
         c[k // 2 : 2 * (k // 2)] = c[: k // 2]
         expected = nearest_code_reference(x.float().cpu(), c.float().cpu()).cuda()
-        for cfg in configs(d, quick=True)[:6]:
+        for cfg in configs(d, quick=True, persistent=True)[:12]:
             got = gluon_search.nearest_code_gluon(x, c, cfg)
             print(f"ties {n}x{k}x{d} {cfg}: {'ok' if torch.equal(got, expected) else 'MISMATCH'}")
 
@@ -113,6 +123,9 @@ def main() -> None:
         "--only", type=int, nargs="*", help="indices into the anchor shapes, then OTHER_SHAPES"
     )
     parser.add_argument("--no-ties", action="store_true", help="skip the integer-input check")
+    parser.add_argument(
+        "--persistent", action="store_true", help="also persistent launches (TileConfig)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     print(
@@ -124,7 +137,7 @@ def main() -> None:
     if args.only:
         shapes = [(ANCHOR_SHAPES + OTHER_SHAPES)[i] for i in args.only]
     for shape in shapes:
-        run_shape(*shape, quick=args.quick)
+        run_shape(*shape, quick=args.quick, persistent=args.persistent)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,14 @@ compile_gluon_sm90 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(compile_gluon_sm90)
 
 
-@pytest.mark.parametrize("d", [8, 64, 128, 256])
-def test_default_tiles_compile_without_spills_or_serialised_products(d: int) -> None:
+@pytest.mark.parametrize("d,k", [(8, 1024), (64, 1024), (128, 1024), (128, 16384), (256, 16384)])
+def test_default_tiles_compile_without_spills_or_serialised_products(d: int, k: int) -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
 
-    config = hopper.default_config(d)
+    config = hopper.default_config(d, k)
     result = compile_gluon_sm90.summary(
         compile_gluon_sm90.compile_kernel(
-            4096, 4096, d, config.block_n, config.block_k, config.stages
+            4096, k, d, config.block_n, config.block_k, config.stages, config.x_buffers
         )
     )
     assert result["spill_bytes"] == 0

@@ -139,6 +139,7 @@ HOPPER_SHAPES = [
     (300, 70000, 64),
     (4099, 2000, 40),
     (70000, 129, 8),
+    (70000, 1000, 128),  # persistent by default: several row tiles a program
 ]
 
 
@@ -196,6 +197,40 @@ def test_hopper_kernel_groups_never_pick_a_neighbouring_groups_codes() -> None:
     assert idx.shape == (g, n) and int(idx.max()) < k
     for group in range(g):
         assert torch.equal(idx[group], hopper.nearest_code_gluon(x[group], codebook[group]))
+
+
+def _persistent_configs():
+    from vqcodec.kernels.gluon_nearest_code import TileConfig
+
+    # Several row tiles per program; rings deeper than a row tile's codebook (K = 50) make the
+    # loads run ahead into the next row tile and wrap around the codebook more than once.
+    return [TileConfig(64, 64, 3, 1, 1), TileConfig(64, 128, 2, 1, 2), TileConfig(128, 64, 2, 2, 2)]
+
+
+@on_hopper
+@pytest.mark.parametrize("config", _persistent_configs(), ids=str)
+@pytest.mark.parametrize("k", [50, 1000])
+def test_persistent_programs_give_the_codes_of_one_program_per_row_tile(config, k: int) -> None:
+    from dataclasses import replace
+
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    g, n, d = 3, 40_001, 64
+    x = torch.randn(g, n, d, device="cuda").bfloat16()
+    codebook = torch.randn(g, k, d, device="cuda").bfloat16()
+    plain = replace(config, programs_per_sm=0, x_buffers=1)
+    # Same tiles, same order of products and minima: bit-for-bit the same choices.
+    assert torch.equal(
+        hopper.nearest_code_gluon(x, codebook, config),
+        hopper.nearest_code_gluon(x, codebook, plain),
+    )
+    ints = torch.randint(-3, 4, (g, n // 4, d), device="cuda").bfloat16()
+    codes = torch.randint(-3, 4, (g, k, d), device="cuda").bfloat16()
+    codes[:, k // 2 : 2 * (k // 2)] = codes[:, : k // 2]  # duplicated codes: ties
+    got = hopper.nearest_code_gluon(ints, codes, config)
+    for group in range(g):
+        expected = nearest_code_reference(ints[group].float().cpu(), codes[group].float().cpu())
+        assert torch.equal(got[group].cpu(), expected)
 
 
 @on_hopper

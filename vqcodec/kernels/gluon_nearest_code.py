@@ -15,9 +15,12 @@ which run at half the rate of additions on Hopper and were the bottleneck for D 
 ``log2(BLOCK_K)`` of the 24 mantissa bits: codes whose distances agree to 2⁻¹⁷ relative count
 as tied, far below the bf16 rounding of fast mode's products.
 
-One program owns ``BLOCK_N`` rows of ``x`` (one TMA load into shared memory, negated in place,
-kept for the whole pass) and streams the codebook through a ring of ``STAGES`` shared-memory
-tiles filled by TMA. Fast mode only: bf16 or fp16 operands with float32 accumulation.
+A program searches a row tile of ``BLOCK_N`` rows of ``x`` (one TMA load into shared memory,
+negated in place, kept for the whole pass) and streams the codebook through a ring of
+``STAGES`` shared-memory tiles filled by TMA; the codes' half-norms are loaded a tile ahead.
+Launched persistent (``TileConfig.programs_per_sm``), each program goes on to further row tiles,
+its ring already loading their first codebook tiles. Fast mode only: bf16 or fp16 operands with
+float32 accumulation.
 
 File order: kernel helpers, the kernel, then the launcher.
 """
@@ -66,36 +69,63 @@ def _fold_tile(acc, k0, best, best_index, columns):
 
 
 @gluon.jit
-def _refill(c_desc, c_smem, c_ready, c_row, t, num_tiles):
-    """Tile ``t``'s product is done with its slot: load tile ``t + STAGES`` into it."""
-    STAGES: gl.constexpr = c_smem.shape[0]
-    BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
-    slot = t % STAGES
-    tile = t + STAGES
-    mbarrier.expect(c_ready.index(slot), c_desc.block_type.nbytes, pred=tile < num_tiles)
+def _load_rows(x_desc, x_smem, x_ready, item, num_items, x_row):
+    """Start loading this program's ``item``-th row tile into its buffer (nothing past the
+    last item); ``x_row``: the group's first row."""
+    BLOCK_N: gl.constexpr = x_desc.block_type.shape[0]
+    X_BUFFERS: gl.constexpr = x_smem.shape[0]
+    row = x_row + (gl.program_id(0) + item * gl.num_programs(0)) * BLOCK_N
+    buffer = item % X_BUFFERS
+    mbarrier.expect(x_ready.index(buffer), x_desc.block_type.nbytes, pred=item < num_items)
     tma.async_copy_global_to_shared(
-        c_desc,
-        [c_row + tile * BLOCK_K, 0],
-        c_ready.index(slot),
-        c_smem.index(slot),
-        pred=tile < num_tiles,
+        x_desc, [row, 0], x_ready.index(buffer), x_smem.index(buffer), pred=item < num_items
     )
 
 
 @gluon.jit
-def _start_tile(
-    x_smem, c_smem, c_ready, row_half_norm, half_norm_ptr, t, num_tiles, layout: gl.constexpr
-):
-    """Issue tile ``t``: ``‖x‖²/2 + ‖c‖²/2 + (−x)·c`` (``x_smem`` holds ``−x``), not waited for.
+def _load_codes(c_desc, c_smem, c_ready, g, code_tile, c_row, all_tiles, num_tiles):
+    """Start loading codebook tile ``code_tile`` as this program's tile number ``g`` (counted
+    over all its items) into slot ``g % STAGES`` (nothing past the last); returns the code tile
+    of ``g + 1``. Counting instead of dividing keeps the per-tile scalar work small."""
+    STAGES: gl.constexpr = c_smem.shape[0]
+    BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
+    slot = g % STAGES
+    mbarrier.expect(c_ready.index(slot), c_desc.block_type.nbytes, pred=g < all_tiles)
+    tma.async_copy_global_to_shared(
+        c_desc,
+        [c_row + code_tile * BLOCK_K, 0],
+        c_ready.index(slot),
+        c_smem.index(slot),
+        pred=g < all_tiles,
+    )
+    return gl.where(code_tile + 1 == num_tiles, 0, code_tile + 1)
 
-    Past the last tile the product runs on stale shared memory and is never folded.
+
+@gluon.jit
+def _load_half_norms(half_norm_ptr, t, K_PAD, BLOCK_K: gl.constexpr, num_warps: gl.constexpr):
+    """Codebook tile ``t``'s half-norms, a few registers a thread. Loaded a tile ahead of their
+    use: read just before the product, their latency would hold up every product."""
+    compact: gl.constexpr = gl.BlockedLayout([1], [32], [num_warps], [0])
+    codes = t * BLOCK_K + gl.arange(0, BLOCK_K, layout=compact)
+    # Past the spare tile only the discarded products look (never folded): any value will do.
+    return gl.load(half_norm_ptr + codes, mask=codes < K_PAD, other=0.0)
+
+
+@gluon.jit
+def _start_tile(
+    x_smem, c_smem, c_ready, row_half_norm, code_half_norm, t, g, num_tiles, layout: gl.constexpr
+):
+    """Issue tile ``t`` of the current row tile (``g`` counted over all of them):
+    ``‖x‖²/2 + ‖c‖²/2 + (−x)·c`` (``x_smem`` holds ``−x``), not waited for.
+
+    Past the row tile's last codebook tile the product runs on whatever the slot holds and is
+    never folded.
     """
     STAGES: gl.constexpr = c_smem.shape[0]
-    BLOCK_K: gl.constexpr = c_smem.shape[1]
-    slot = t % STAGES
-    codes = t * BLOCK_K + gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout))
-    acc = gl.expand_dims(row_half_norm, 1) + gl.expand_dims(gl.load(half_norm_ptr + codes), 0)
-    mbarrier.wait(c_ready.index(slot), (t // STAGES) & 1, pred=t < num_tiles)
+    slot = g % STAGES
+    code_half_norm = gl.convert_layout(code_half_norm, gl.SliceLayout(0, layout))
+    acc = gl.expand_dims(row_half_norm, 1) + gl.expand_dims(code_half_norm, 0)
+    mbarrier.wait(c_ready.index(slot), (g // STAGES) & 1, pred=t < num_tiles)
     return warpgroup_mma(
         x_smem, c_smem.index(slot).permute((1, 0)), acc, use_acc=True, is_async=True
     )
@@ -112,13 +142,21 @@ def _nearest_code_kernel(
     K_PAD,
     zero,
     STAGES: gl.constexpr,
+    X_BUFFERS: gl.constexpr,
     num_warps: gl.constexpr,
 ):
+    """Program ``(p, group)`` searches the group's row tiles ``p, p + P, p + 2P, ...`` (``P``
+    programs a group). With one program per row tile this is the plain tiled search; with fewer
+    (persistent) each program loads its next row tile's first codebook tiles while it searches
+    the current one, and with ``X_BUFFERS = 2`` its next rows too (with one buffer, that load
+    starts when the current row tile is done)."""
     BLOCK_N: gl.constexpr = x_desc.block_type.shape[0]
     BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
-    pid = gl.program_id(0)
     group = gl.program_id(1)
-    x_row = group * N + pid * BLOCK_N
+    num_items = gl.cdiv(gl.cdiv(N, BLOCK_N) - gl.program_id(0), gl.num_programs(0))
+    num_tiles = gl.cdiv(K, BLOCK_K)
+    all_tiles = num_items * num_tiles
+    x_row = group * N
     c_row = group * K
     half_norm_ptr += group.to(gl.int64) * K_PAD
 
@@ -127,92 +165,140 @@ def _nearest_code_kernel(
     )
     rows_layout: gl.constexpr = gl.SliceLayout(1, layout)
 
-    x_smem = gl.allocate_shared_memory(x_desc.dtype, x_desc.block_type.shape, x_desc.layout)
+    x_smem = gl.allocate_shared_memory(
+        x_desc.dtype, [X_BUFFERS] + x_desc.block_type.shape, x_desc.layout
+    )
     c_smem = gl.allocate_shared_memory(
         c_desc.dtype, [STAGES] + c_desc.block_type.shape, c_desc.layout
     )
-    x_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    x_ready = gl.allocate_shared_memory(gl.int64, [X_BUFFERS, 1], mbarrier.MBarrierLayout())
     c_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(x_ready, count=1)
+    for b in gl.static_range(X_BUFFERS):
+        mbarrier.init(x_ready.index(b), count=1)
     for s in gl.static_range(STAGES):
         mbarrier.init(c_ready.index(s), count=1)
 
-    num_tiles = gl.cdiv(K, BLOCK_K)
-    mbarrier.expect(x_ready, x_desc.block_type.nbytes)
-    tma.async_copy_global_to_shared(x_desc, [x_row, 0], x_ready, x_smem)
+    _load_rows(x_desc, x_smem, x_ready, 0, num_items, x_row)
+    load_tile = 0  # code tile of the next codebook load
     for s in gl.static_range(STAGES):
-        mbarrier.expect(c_ready.index(s), c_desc.block_type.nbytes, pred=s < num_tiles)
-        tma.async_copy_global_to_shared(
-            c_desc, [c_row + s * BLOCK_K, 0], c_ready.index(s), c_smem.index(s), pred=s < num_tiles
-        )
-    mbarrier.wait(x_ready, 0)
+        load_tile = _load_codes(c_desc, c_smem, c_ready, s, load_tile, c_row, all_tiles, num_tiles)
 
-    # Negate the row tile in place; its half-norms come from the same (rounded) values.
-    rows_blocked: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
-    x = x_smem.load(rows_blocked).to(gl.float32)
-    row_half_norm = gl.convert_layout(0.5 * gl.sum(x * x, axis=1), rows_layout)
-    x_smem.store((-x).to(x_desc.dtype))
-    fence_async_shared()
-
-    best = gl.full([BLOCK_N], float("inf"), gl.float32, rows_layout)
-    best_index = gl.zeros([BLOCK_N], gl.int32, rows_layout)
     # Column of every score, offset by a runtime zero so that the compiler keeps the columns in
     # registers (one bit operation per score) instead of folding them into immediates (two).
     columns = gl.expand_dims(gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout)), 0) + zero
+    rows_blocked: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
+    for item in range(num_items):
+        if X_BUFFERS == 2:
+            # Every warp is done with the previous item (its products read the other buffer)
+            # before that buffer is refilled with the next item's rows.
+            gl.thread_barrier()
+            _load_rows(x_desc, x_smem, x_ready, item + 1, num_items, x_row)
+        x_buffer = x_smem.index(item % X_BUFFERS)
+        mbarrier.wait(x_ready.index(item % X_BUFFERS), (item // X_BUFFERS) & 1)
 
-    # Two accumulators take turns: while the tensor cores fill one with tile t + 1, the warps
-    # reduce tile t from the other. Nothing reads an accumulator while a product into it is in
-    # flight (ptxas would then serialise every product).
-    acc_a = _start_tile(x_smem, c_smem, c_ready, row_half_norm, half_norm_ptr, 0, num_tiles, layout)
-    acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
-    for t in range(0, num_tiles - 1, 2):
-        # acc_a holds tile t, finished.
-        _refill(c_desc, c_smem, c_ready, c_row, t, num_tiles)
-        acc_b = _start_tile(
-            x_smem, c_smem, c_ready, row_half_norm, half_norm_ptr, t + 1, num_tiles, layout
-        )
-        best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns)
-        acc_b = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
-        _refill(c_desc, c_smem, c_ready, c_row, t + 1, num_tiles)
+        # Negate the row tile in place; its half-norms come from the same (rounded) values.
+        x = x_buffer.load(rows_blocked).to(gl.float32)
+        row_half_norm = gl.convert_layout(0.5 * gl.sum(x * x, axis=1), rows_layout)
+        x_buffer.store((-x).to(x_desc.dtype))
+        fence_async_shared()
+        gl.thread_barrier()
+
+        g0 = item * num_tiles
+        best = gl.full([BLOCK_N], float("inf"), gl.float32, rows_layout)
+        best_index = gl.zeros([BLOCK_N], gl.int32, rows_layout)
+        # Two accumulators take turns: while the tensor cores fill one with tile t + 1, the
+        # warps reduce tile t from the other. Nothing reads an accumulator while a product into
+        # it is in flight (ptxas would then serialise every product). When a tile's product is
+        # done, its slot takes the tile STAGES further on (of this row tile or the next).
+        norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, num_warps)
         acc_a = _start_tile(
-            x_smem, c_smem, c_ready, row_half_norm, half_norm_ptr, t + 2, num_tiles, layout
+            x_buffer, c_smem, c_ready, row_half_norm, norms, 0, g0, num_tiles, layout
         )
-        best, best_index = _fold_tile(acc_b, (t + 1) * BLOCK_K, best, best_index, columns)
+        norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, num_warps)
         acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
-    if num_tiles % 2 == 1:
-        best, best_index = _fold_tile(acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns)
+        for t in range(0, num_tiles - 1, 2):
+            # acc_a holds tile t, finished.
+            g = g0 + t
+            load_tile = _load_codes(
+                c_desc, c_smem, c_ready, g + STAGES, load_tile, c_row, all_tiles, num_tiles
+            )
+            acc_b = _start_tile(
+                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1, g + 1, num_tiles, layout
+            )
+            norms = _load_half_norms(half_norm_ptr, t + 2, K_PAD, BLOCK_K, num_warps)
+            best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns)
+            acc_b = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
+            load_tile = _load_codes(
+                c_desc, c_smem, c_ready, g + 1 + STAGES, load_tile, c_row, all_tiles, num_tiles
+            )
+            acc_a = _start_tile(
+                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 2, g + 2, num_tiles, layout
+            )
+            norms = _load_half_norms(half_norm_ptr, t + 3, K_PAD, BLOCK_K, num_warps)
+            best, best_index = _fold_tile(acc_b, (t + 1) * BLOCK_K, best, best_index, columns)
+            acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
+        if num_tiles % 2 == 1:
+            # The last tile's slot was not refilled in the loop.
+            load_tile = _load_codes(
+                c_desc, c_smem, c_ready, g0 + num_tiles - 1 + STAGES, load_tile, c_row,
+                all_tiles, num_tiles,
+            )  # fmt: skip
+            best, best_index = _fold_tile(
+                acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns
+            )
 
-    mbarrier.invalidate(x_ready)
+        rows = (gl.program_id(0) + item * gl.num_programs(0)) * BLOCK_N
+        rows += gl.arange(0, BLOCK_N, layout=rows_layout)
+        # Clamped: a row of NaNs never beats anything, which would otherwise leave a padding
+        # code.
+        best_index = gl.minimum(best_index, K - 1)
+        out = out_ptr + group.to(gl.int64) * N + rows
+        gl.store(out, best_index.to(gl.int64), mask=rows < N)
+        if X_BUFFERS == 1:
+            gl.thread_barrier()  # every warp's products are done with the one row buffer
+            _load_rows(x_desc, x_smem, x_ready, item + 1, num_items, x_row)
+
+    for b in gl.static_range(X_BUFFERS):
+        mbarrier.invalidate(x_ready.index(b))
     for s in gl.static_range(STAGES):
         mbarrier.invalidate(c_ready.index(s))
-    rows = pid * BLOCK_N + gl.arange(0, BLOCK_N, layout=rows_layout)
-    # Clamped: a row of NaNs never beats anything, which would otherwise leave a padding code.
-    best_index = gl.minimum(best_index, K - 1)
-    gl.store(out_ptr + group.to(gl.int64) * N + rows, best_index.to(gl.int64), mask=rows < N)
 
 
 @dataclass(frozen=True)
 class TileConfig:
-    """Tile sizes of one launch: rows per program, codes per tile, codebook tiles in flight."""
+    """One launch's shape: rows per row tile, codes per codebook tile, codebook tiles in flight,
+    and ``programs_per_sm``: 0 launches one program per row tile; n > 0 launches about n
+    programs per multiprocessor (over all groups) that loop over the row tiles (persistent),
+    with ``x_buffers`` row tiles in shared memory (2: the next rows load during the search)."""
 
     block_n: int
     block_k: int
     stages: int
+    programs_per_sm: int = 0
+    x_buffers: int = 1
 
     @property
     def num_warps(self) -> int:
         return self.block_n // 16  # one warp per 16 rows: the wgmma layout's row tiling
 
 
-def default_config(d: int) -> TileConfig:
-    """The fastest tiles measured on an H100 for ``D`` (``benchmarks/nearest_code_hopper.py``)."""
+def default_config(d: int, k: int) -> TileConfig:
+    """The fastest launch measured on an H100 for ``D`` and ``K`` codes
+    (``benchmarks/nearest_code_hopper.py --persistent``)."""
     d_pad = padded_dim(d)
     if d_pad <= 32:
         return TileConfig(128, 64, 3)
     if d_pad == 64:
         return TileConfig(64, 64, 2)
     if d_pad == 128:
-        return TileConfig(64, 128, 3)
+        # A small codebook is a few tiles a row tile, so each program's start (loading its rows,
+        # filling the ring) weighs: persistent programs hide it. Measured at K = 1,024 (graph
+        # replay, five rounds: 50.4 us against 54.0 us); larger K keeps one program a row tile.
+        return (
+            TileConfig(64, 128, 2, programs_per_sm=2, x_buffers=2)
+            if k <= 2048
+            else (TileConfig(64, 128, 3))
+        )
     return TileConfig(128, 128, 2)
 
 
@@ -267,7 +353,7 @@ def nearest_code_gluon(x: Tensor, codebook: Tensor, config: TileConfig | None = 
     xs, cs = _tma_ready(xs.to(dtype)), _tma_ready(cs.to(dtype))
     groups, n, d = xs.shape
     k = cs.shape[1]
-    config = config or default_config(d)
+    config = config or default_config(d, k)
     d_pad = padded_dim(d)
     element = gl.float16 if dtype == torch.float16 else gl.bfloat16
     x_block, c_block = [config.block_n, d_pad], [config.block_k, d_pad]
@@ -279,9 +365,13 @@ def nearest_code_gluon(x: Tensor, codebook: Tensor, config: TileConfig | None = 
     norms = half_norms(cs, padded_k=k_pad, fill=FAR)
     out = torch.empty(groups, n, dtype=torch.int64, device=x.device)
     with torch.cuda.device(x.device):
-        _nearest_code_kernel[(triton.cdiv(n, config.block_n), groups)](
+        programs = row_tiles = triton.cdiv(n, config.block_n)
+        if config.programs_per_sm:
+            slots = config.programs_per_sm * _multiprocessors(x.device)
+            programs = min(row_tiles, triton.cdiv(slots, groups))
+        _nearest_code_kernel[(programs, groups)](
             x_desc, c_desc, norms, out, n, k, k_pad, 0,
-            STAGES=config.stages, num_warps=config.num_warps,
+            STAGES=config.stages, X_BUFFERS=config.x_buffers, num_warps=config.num_warps,
         )  # fmt: skip
     return out if batched else out[0]
 
@@ -289,6 +379,16 @@ def nearest_code_gluon(x: Tensor, codebook: Tensor, config: TileConfig | None = 
 @functools.cache
 def _is_hopper(device_index: int) -> bool:
     return torch.cuda.get_device_capability(device_index) == (9, 0)
+
+
+def _multiprocessors(device: torch.device) -> int:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _multiprocessor_count(index)
+
+
+@functools.cache
+def _multiprocessor_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
 @functools.cache
