@@ -41,6 +41,7 @@ from vqcodec.config import ConfigError
 from vqcodec.quantizers.distributed import this_process_only
 from vqcodec.train import loop
 from vqcodec.train.config import load_train_config
+from vqcodec.train.data import DataError
 
 
 def main() -> int:
@@ -67,7 +68,11 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    prepared = loop.prepare(config)
+    try:
+        prepared = loop.prepare(config)
+    except (ConfigError, DataError) as error:  # e.g. no audio in data.train
+        print(f"scaling_interleaved: {error}", file=sys.stderr)
+        return 2
     accelerator = prepared.accelerator
     processes = accelerator.num_processes
     handoff = dist.new_group(backend="gloo")  # waiting here blocks on a socket, not a GPU
@@ -101,6 +106,7 @@ def main() -> int:
                 samples = run_steps(count, False)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         main = accelerator.is_main_process
+        # This process's own threads; its loader workers are processes of their own.
         idle_cpu = 0.0 if together or main else cpu
         totals = torch.tensor([wall if main else 0.0, samples, idle_cpu], dtype=torch.float64)
         dist.all_reduce(totals, group=handoff)  # also where every process ends the segment
