@@ -51,6 +51,7 @@ def configs(d: int, quick: bool, persistent: bool = False) -> list[gluon_search.
             if (
                 max(1, programs_per_sm) * smem > SHARED_BYTES - 1024
                 or block_k + 64 > registers
+                # Two programs a multiprocessor need their registers twice (~200 a thread).
                 or (programs_per_sm == 2 and 2 * config.num_warps * 32 * 200 > 65536)
                 or (quick and stages == 4)
             ):
