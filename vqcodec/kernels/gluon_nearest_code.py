@@ -294,11 +294,9 @@ def default_config(d: int, k: int) -> TileConfig:
         # A small codebook is a few tiles a row tile, so each program's start (loading its rows,
         # filling the ring) weighs: persistent programs hide it. Measured at K = 1,024 (graph
         # replay, five rounds: 50.4 us against 54.0 us); larger K keeps one program a row tile.
-        return (
-            TileConfig(64, 128, 2, programs_per_sm=2, x_buffers=2)
-            if k <= 2048
-            else (TileConfig(64, 128, 3))
-        )
+        if k <= 2048:
+            return TileConfig(64, 128, 2, programs_per_sm=2, x_buffers=2)
+        return TileConfig(64, 128, 3)
     return TileConfig(128, 128, 2)
 
 
@@ -316,7 +314,7 @@ def supports(x: Tensor, codebook: Tensor) -> bool:
     rows = x.shape[:-1].numel()
     codes = codebook.shape[:-1].numel()
     return (
-        _is_hopper(x.device.index if x.device.index is not None else torch.cuda.current_device())
+        _is_hopper(_device_index(x.device))
         and d % 8 == 0
         and 8 <= d <= 256
         and 0 < rows < 2**31
@@ -367,7 +365,7 @@ def nearest_code_gluon(x: Tensor, codebook: Tensor, config: TileConfig | None = 
     with torch.cuda.device(x.device):
         programs = row_tiles = triton.cdiv(n, config.block_n)
         if config.programs_per_sm:
-            slots = config.programs_per_sm * _multiprocessors(x.device)
+            slots = config.programs_per_sm * _multiprocessor_count(_device_index(x.device))
             programs = min(row_tiles, triton.cdiv(slots, groups))
         _nearest_code_kernel[(programs, groups)](
             x_desc, c_desc, norms, out, n, k, k_pad, 0,
@@ -381,9 +379,8 @@ def _is_hopper(device_index: int) -> bool:
     return torch.cuda.get_device_capability(device_index) == (9, 0)
 
 
-def _multiprocessors(device: torch.device) -> int:
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return _multiprocessor_count(index)
+def _device_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 @functools.cache
