@@ -42,6 +42,7 @@ from vqcodec.quantizers.distributed import this_process_only
 from vqcodec.train import loop
 from vqcodec.train.config import load_train_config
 from vqcodec.train.data import DataError
+from vqcodec.train.graphs import WARMUP_STEPS
 
 
 def main() -> int:
@@ -73,12 +74,27 @@ def main() -> int:
     except (ConfigError, DataError) as error:  # e.g. no audio in data.train
         print(f"scaling_interleaved: {error}", file=sys.stderr)
         return 2
+    if loop.uses_cuda_graphs(config) and min(args.segment, args.warmup) <= WARMUP_STEPS:
+        # Each kind of step captures its graph after WARMUP_STEPS eager steps, in the warm-up
+        # and the first (untimed) alone segment.
+        print(
+            f"scaling_interleaved: with run.cuda_graphs, --segment and --warmup must exceed "
+            f"{WARMUP_STEPS}",
+            file=sys.stderr,
+        )
+        return 2
     accelerator = prepared.accelerator
     processes = accelerator.num_processes
     handoff = dist.new_group(backend="gloo")  # waiting here blocks on a socket, not a GPU
     batches = loop._batches(prepared.loader, accelerator, 0)
     prepared.model.train()
     step = 0
+    # The loop's own step, as a CUDA graph under run.cuda_graphs (each kind captured on its
+    # first segment: the warm-up and the untimed alone segment below).
+    step_functions = {
+        together: loop.step_function_for(prepared, synchronise=together)
+        for together in (True, False)
+    }
 
     def run_steps(count: int, together: bool) -> int:
         """``count`` training steps; the samples this process trained on."""
@@ -86,7 +102,7 @@ def main() -> int:
         samples = 0
         for _ in range(count):
             x = next(batches)
-            loop.train_step(prepared, x, step, synchronise=together)
+            step_functions[together](x, step)
             prepared.scheduler.step()
             samples += x.shape[0]
             step += 1
@@ -149,7 +165,8 @@ def report(pairs: list[dict], processes: int, args, config) -> None:
     )
     print(
         f"# {args.config}: {processes} processes, batch {config.run.batch_size} per process, "
-        f"{args.warmup} warm-up steps, then {args.pairs} pairs of {args.segment}-step segments"
+        f"{args.warmup} warm-up steps, then {args.pairs} pairs of {args.segment}-step segments, "
+        f"CUDA graphs {'on' if loop.uses_cuda_graphs(config) else 'off'}"
     )
     print(f"| pair | order | 1 GPU samples/s | {processes} GPUs samples/s | speed-up |")
     print("|---:|---|---:|---:|---:|")

@@ -76,10 +76,16 @@ class RunConfig:
     ``init_from``: start from the weights of a model (a shipped name such as ``audio-24k`` or a
     release/export folder) with the same architecture, instead of a random initialisation (the
     optimiser, schedule and step count start afresh; fine-tuning).
-    ``compile``: ``torch.compile`` the model and the losses (fewer, fused kernels per step; the
-    first steps take minutes to compile). Off by default: on one H200 it measured 486 against
-    451 samples/s eager, within the run-to-run spread; refused with several GPU processes,
-    where its backward fails (see ``docs/BENCHMARKS.md``).
+    ``compile``: ``torch.compile`` the model and the losses (the first steps take minutes to
+    compile; the first step runs uncompiled, see ``loop.step_function_for``). Off by default: on
+    one H100 it removed a third of the kernel launches (1,387 against 2,075 per step) and left
+    the step bound by the host; refused with several GPU processes, where it has not been
+    re-run since its backward was fixed.
+    ``cuda_graphs``: on CUDA GPUs, capture the whole training step (forward, losses, backward,
+    optimiser and codebook updates, collectives) as one CUDA graph after 11 eager steps and
+    replay it: one launch per step instead of about 2,000 (the shipped audio step: 21.8 against
+    65.6-69.4 ms on one H100). Ignored on CPUs; refused with ``compile``, gradient accumulation
+    and adversarial training. See ``docs/BENCHMARKS.md``.
     """
 
     output_dir: str = "runs/audio"
@@ -95,6 +101,7 @@ class RunConfig:
     seed: int = 0
     init_from: str = ""
     compile: bool = False
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "gradient_accumulation", "log_every", "eval_every",

@@ -10,11 +10,17 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate import (
+    Accelerator,
+    AutocastKwargs,
+    DataLoaderConfiguration,
+    DistributedDataParallelKwargs,
+)
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -110,12 +116,19 @@ class PreparedRun:
     dev_loader: DataLoader | None
     discriminator: torch.nn.Module | None = None
     d_optimizer: torch.optim.Optimizer | None = None
+    graph_stream: torch.cuda.Stream | None = None  # captures the steps under run.cuda_graphs
 
 
 def prepare(config: TrainConfig | ImageTrainConfig) -> PreparedRun:
     """The accelerator, model, losses, optimiser, schedule and loaders that ``config`` asks for."""
     run = config.run
     _check_compile_supported(run.compile)
+    graphs = uses_cuda_graphs(config)
+    # accelerate keeps one precision and compile backend per process: a second run in the same
+    # process (tests, notebooks) would silently keep the first run's backend, or refuse another
+    # precision. The process group (PartialState) is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
     accelerator = Accelerator(
         cpu=_cpu_processes(),
         mixed_precision=run.mixed_precision,
@@ -132,8 +145,11 @@ def prepare(config: TrainConfig | ImageTrainConfig) -> PreparedRun:
         # GPUs, with gradient_as_bucket_view). The quantizers keep their own buffers identical
         # (the replica checks prove it); the latent batch norm's running statistics, used only
         # at inference, are each process's own estimate and the main process's are saved.
+        # cache_enabled=False under CUDA graphs: autocast's cache of low-precision weight copies
+        # must not outlive a capture (PyTorch's CUDA-graph notes).
         kwargs_handlers=[
-            DistributedDataParallelKwargs(broadcast_buffers=False, gradient_as_bucket_view=True)
+            DistributedDataParallelKwargs(broadcast_buffers=False, gradient_as_bucket_view=True),
+            AutocastKwargs(cache_enabled=not graphs),
         ],
     )
     # A different seed per process: random crops and quantizer dropout differ across ranks;
@@ -149,12 +165,15 @@ def prepare(config: TrainConfig | ImageTrainConfig) -> PreparedRun:
         losses = torch.compile(losses)
     # fused: the whole update in one kernel per device and dtype (the default, foreach, issues
     # a dozen multi-tensor launches per step; a single-tensor loop on the CPU).
+    # capturable: the update may be captured in a CUDA graph (its step count lives on the GPU;
+    # GraphedTrainStep also moves the learning rate there).
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.optim.lr,
         betas=tuple(config.optim.betas),
         weight_decay=config.optim.weight_decay,
         fused=True,
+        capturable=graphs,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     adversary = config.adversarial
@@ -183,12 +202,19 @@ def prepare(config: TrainConfig | ImageTrainConfig) -> PreparedRun:
     if config.data.dev:
         dev_set = task.dataset(config.data.dev, train=False)
         dev_loader = accelerator.prepare(DataLoader(dev_set, batch_size=run.batch_size))
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # Under CUDA graphs DDP is built on the stream that will capture the steps: built on the
+    # default stream, its backward would tie that stream into the capture (PyTorch's notes on
+    # CUDA graphs with DDP).
+    graph_stream = torch.cuda.Stream(accelerator.device) if graphs else None
+    with torch.cuda.stream(graph_stream):
+        model, optimizer, loader, scheduler = accelerator.prepare(
+            model, optimizer, loader, scheduler
+        )
     if discriminator is not None:
         discriminator, d_optimizer = accelerator.prepare(discriminator, d_optimizer)
     return PreparedRun(
         config, accelerator, task, model, losses, optimizer, scheduler, loader, dev_loader,
-        discriminator, d_optimizer,
+        discriminator, d_optimizer, graph_stream,
     )  # fmt: skip
 
 
@@ -258,6 +284,7 @@ def train(
     step = 0
     if resume is not None:
         accelerator.load_state(str(resume))
+        learning_rates_on_device(prepared.optimizer, False)  # as saved by a graphed run or not
         step = json.loads((Path(resume) / "progress.json").read_text())["step"]
     log_file = output / "log.jsonl"
     if accelerator.is_main_process:
@@ -273,22 +300,24 @@ def train(
     model.train()
     pending: dict[int, Tensor] = {}  # step -> this process's loss, not yet read back
     started = time.perf_counter()
+    step_function = step_function_for(prepared)
     while step < end:
         x = next(batches)
-        out, terms = train_step(prepared, x, step)
+        out, terms = step_function(x, step)
         if not accelerator.sync_gradients:
             continue
         scheduler.step()
         step += 1
         # Losses stay on the device until a log step: reading one back every step would make
         # the host wait for the GPU (and, on several GPUs, for every other process) each step.
-        pending[step] = terms.total.detach().float().reshape(1)
+        # (A copy: under CUDA graphs the total is the graph's tensor, rewritten every step.)
+        pending[step] = terms.total.detach().float().reshape(1).clone()
         progress.update(1)
         record = {}
         if step % run.log_every == 0 or step == end:
             loss = _read_losses(pending, accelerator, result.losses)
             progress.set_postfix(loss=f"{loss:.3f}")
-            record.update({"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0]})
+            record.update({"step": step, "loss": loss, "lr": float(scheduler.get_last_lr()[0])})
             record.update({k: float(v) for k, v in terms.terms.items()})
             record.update(
                 {
@@ -334,6 +363,57 @@ def train(
     return result
 
 
+def uses_cuda_graphs(config: TrainConfig | ImageTrainConfig) -> bool:
+    """Whether training steps will be CUDA graphs: ``run.cuda_graphs`` on a CUDA device.
+
+    Raises ConfigError for settings a captured step cannot follow: a step that changes with the
+    step number (the adversary's start), accumulated gradients, ``run.compile``.
+    """
+    run = config.run
+    if not run.cuda_graphs:
+        return False
+    if run.compile:
+        raise ConfigError("run.cuda_graphs: cannot be combined with run.compile; choose one")
+    if run.gradient_accumulation > 1:
+        raise ConfigError("run.cuda_graphs: needs run.gradient_accumulation=1")
+    if config.adversarial.enabled:
+        raise ConfigError("run.cuda_graphs: not supported with adversarial training yet")
+    return torch.cuda.is_available() and not _cpu_processes()
+
+
+def step_function_for(prepared: PreparedRun, synchronise: bool = True):
+    """``f(x, step)``: one training step, replayed as a CUDA graph where the run asks for it."""
+    if uses_cuda_graphs(prepared.config):
+        from vqcodec.train.graphs import GraphedTrainStep
+
+        return GraphedTrainStep(prepared, synchronise)
+    if prepared.config.run.compile and synchronise:
+        # The first step runs uncompiled: it initialises the codebooks by k-means (after a
+        # resume, it reads their flags), and those graph breaks split a compiled step into
+        # pieces whose saved codebooks the later codebook update overwrites (the backward failed
+        # at step 0 on an H100). Every later step is one compiled graph.
+        uncompiled = replace(prepared, model=prepared.model._orig_mod)  # torch.compile's wrapper
+        first = [True]
+
+        def step_function(x: Tensor, step: int):
+            if first:
+                first.clear()
+                return train_step(uncompiled, x, step)
+            return train_step(prepared, x, step)
+
+        return step_function
+    return lambda x, step: train_step(prepared, x, step, synchronise)
+
+
+def learning_rates_on_device(optimizer: torch.optim.Optimizer, on_device: bool) -> None:
+    """Keep each parameter group's learning rate as a tensor on its parameters' device (for CUDA
+    graphs: the schedule then writes it in place, where a float would be frozen into the captured
+    update) or as a float (everywhere else; also what a checkpoint may have saved)."""
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        group["lr"] = torch.tensor(lr, device=group["params"][0].device) if on_device else lr
+
+
 def _bare(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
     """The module itself: neither the DDP wrapper nor (with ``run.compile``) the compiled one."""
     return accelerator.unwrap_model(model, keep_torch_compile=False)
@@ -355,12 +435,13 @@ def _launched_processes() -> int:
 
 
 def _check_compile_supported(compile_model: bool) -> None:
-    """Refuse ``run.compile`` where it is known to fail: several processes on GPUs.
+    """Refuse ``run.compile`` where it has not been shown to work: several processes on GPUs.
 
-    Measured on 2 x H200 (2026-11-22): the compiled backward stops at the first step with
+    Measured on 2 x H200 (2026-11-22): the compiled backward stopped at the first step with
     "variables needed for gradient computation modified by an inplace operation" (a float32
-    ``[1024, 8]`` tensor, a codebook's size; the cause is not found yet). Not reproduced with
-    gloo processes on CPUs, where compiled two-process training is tested; one GPU trained.
+    ``[1024, 8]`` tensor, a codebook). Found later on one H100, which failed the same way: the
+    k-means initialisation's graph breaks (see ``step_function_for``, which now runs that step
+    uncompiled). Not yet re-run on several GPUs, so still refused there.
     """
     if compile_model and torch.cuda.is_available() and _launched_processes() > 1:
         raise ConfigError(
