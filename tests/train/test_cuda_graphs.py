@@ -32,6 +32,19 @@ def test_settings_a_graph_cannot_follow_are_one_line_and_exit_2(
     assert not (tmp_path / "run").exists()
 
 
+def test_the_learning_rate_becomes_one_tensor_and_back() -> None:
+    from vqcodec.train.loop import learning_rates_on_device
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(3))], lr=1e-3)
+    learning_rates_on_device(optimizer, True)
+    first = optimizer.param_groups[0]["lr"]
+    assert isinstance(first, torch.Tensor) and float(first) == pytest.approx(1e-3)
+    learning_rates_on_device(optimizer, True)  # a second graphed step function
+    assert optimizer.param_groups[0]["lr"] is first  # what an earlier capture reads
+    learning_rates_on_device(optimizer, False)
+    assert type(optimizer.param_groups[0]["lr"]) is float
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_on_a_cpu_the_setting_changes_nothing(audio_folder: Path, tmp_path: Path) -> None:
     settings = ("run.steps=3", "run.eval_every=10")

@@ -410,8 +410,10 @@ def learning_rates_on_device(optimizer: torch.optim.Optimizer, on_device: bool) 
     graphs: the schedule then writes it in place, where a float would be frozen into the captured
     update) or as a float (everywhere else; also what a checkpoint may have saved)."""
     for group in optimizer.param_groups:
-        lr = float(group["lr"])
-        group["lr"] = torch.tensor(lr, device=group["params"][0].device) if on_device else lr
+        lr, device = group["lr"], group["params"][0].device
+        if on_device and isinstance(lr, Tensor) and lr.device == device:
+            continue  # keep the tensor: a graph captured earlier reads this one
+        group["lr"] = torch.tensor(float(lr), device=device) if on_device else float(lr)
 
 
 def _bare(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
