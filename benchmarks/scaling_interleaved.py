@@ -6,8 +6,9 @@ rate alone moved by 2.2x within a session (docs/BENCHMARKS.md), more than the ga
 measured. Here ``accelerate launch`` starts N processes once. After a warm-up, segments of
 ``--segment`` steps alternate:
 
-- together: every process runs data-parallel training steps (``vqcodec.train.loop.train_step``,
-  the loop's own step: DDP gradients, codebook statistics summed over processes);
+- together: every process runs data-parallel training steps (the loop's own step from
+  ``vqcodec.train.loop.step_function_for``, a CUDA graph under ``run.cuda_graphs``: DDP
+  gradients, codebook statistics summed over processes);
 - alone: process 0 runs the same steps with its bare model and its quantizers acting as the
   only process (``this_process_only``), as a one-GPU run does, while the others wait in a gloo
   barrier (the CPU time they use meanwhile is reported).
