@@ -393,13 +393,12 @@ def step_function_for(prepared: PreparedRun, synchronise: bool = True):
         # pieces whose saved codebooks the later codebook update overwrites (the backward failed
         # at step 0 on an H100). Every later step is one compiled graph.
         uncompiled = replace(prepared, model=prepared.model._orig_mod)  # torch.compile's wrapper
-        first = [True]
+        first_done = False
 
         def step_function(x: Tensor, step: int):
-            if first:
-                first.clear()
-                return train_step(uncompiled, x, step)
-            return train_step(prepared, x, step)
+            nonlocal first_done
+            run, first_done = (prepared if first_done else uncompiled), True
+            return train_step(run, x, step)
 
         return step_function
     return lambda x, step: train_step(prepared, x, step, synchronise)
