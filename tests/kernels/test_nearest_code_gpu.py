@@ -55,6 +55,19 @@ def test_fast_mode_is_nearest_up_to_bf16_rounding(n: int, k: int, d: int) -> Non
     assert float(excess_distance(x, codebook, idx).max()) <= 1.0
 
 
+@pytest.mark.parametrize("groups,k,d", [(1, 1, 1), (3, 17, 33), (2, 1000, 520), (1, 4097, 256)])
+def test_half_norms_of_irregular_codebooks(groups: int, k: int, d: int) -> None:
+    """The kernels' ``0.5·‖c‖²`` (D = 520: more than one load of 512 a code), with padding."""
+    from vqcodec.kernels.triton_nearest_code import half_norms
+
+    codebook = torch.randn(groups, k, d, device="cuda").bfloat16()
+    expected = 0.5 * codebook.float().pow(2).sum(-1)
+    got = half_norms(codebook, padded_k=k + 21, fill=7.0)
+    assert got.shape == (groups, k + 21)
+    torch.testing.assert_close(got[:, :k], expected, rtol=1e-5, atol=1e-6)
+    assert bool((got[:, k:] == 7.0).all())
+
+
 @pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize("n,k,d", [(1000, 77, 5), (4099, 2000, 40), (257, 300, 300)])
 def test_integer_inputs_give_the_reference_indices_with_lowest_index_ties(

@@ -119,3 +119,31 @@ def test_replays_read_the_new_batch_and_the_current_learning_rate(
     lr.fill_(1e-3)
     _, moved = loss_and_weights(x)
     assert any(not torch.equal(a, b) for a, b in zip(after, moved))
+
+
+@pytest.mark.gpu
+def test_graphed_image_training_follows_eager_training(image_folder: Path, tmp_path: Path) -> None:
+    from vqcodec.train.config import load_train_config
+
+    steps = 30
+    configs = Path(__file__).parents[2] / "configs"
+
+    def run(name: str, *extra: str):
+        return train(
+            load_train_config(
+                configs / "image-smoke.json",
+                [f'data.train=["{image_folder}"]', f'data.dev=["{image_folder}"]',
+                 f"run.output_dir={tmp_path / name}", f"run.steps={steps}",
+                 "run.eval_every=15", "model.quantizer_dropout=0", *extra],
+            )
+        )  # fmt: skip
+
+    eager = run("eager")
+    graphed = run("graphed", "run.cuda_graphs=true")
+    assert graphed.losses[1] == pytest.approx(eager.losses[1], rel=1e-3)
+
+    def late(result) -> float:
+        return sum(result.losses[s] for s in range(steps - 4, steps + 1)) / 5
+
+    assert late(graphed) < graphed.losses[1]
+    assert late(graphed) == pytest.approx(late(eager), rel=0.15)

@@ -54,9 +54,15 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @gluon.jit
-def _fold_tile(acc, k0, best, best_index, columns):
+def _fold_tile(acc, k0, best, best_index, columns, KEYED: gl.constexpr):
     """Fold one ``[BLOCK_N, BLOCK_K]`` tile of half squared distances into the running nearest
-    code of every row (``best``: the smallest so far, its low bits cleared)."""
+    code of every row (``best``: the smallest so far, its low bits cleared).
+
+    ``KEYED=False`` is for measuring only (``benchmarks/nearest_code_gap.py``): one float
+    minimum per score and no index, the least reduction that keeps the products alive."""
+    if not KEYED:
+        tile_min = gl.min(acc, axis=1)
+        return gl.minimum(best, tile_min), best_index + (tile_min < best).to(gl.int32)
     LOW: gl.constexpr = acc.shape[1] - 1
     keys = ((acc.to(gl.int32, bitcast=True) & ~LOW) | columns).to(gl.float32, bitcast=True)
     tile_key = gl.min(keys, axis=1).to(gl.int32, bitcast=True)
@@ -113,21 +119,35 @@ def _load_half_norms(half_norm_ptr, t, K_PAD, BLOCK_K: gl.constexpr, num_warps: 
 
 @gluon.jit
 def _start_tile(
-    x_smem, c_smem, c_ready, row_half_norm, code_half_norm, t, g, num_tiles, layout: gl.constexpr
+    x_smem,
+    c_smem,
+    c_ready,
+    row_half_norm,
+    code_half_norm,
+    t,
+    g,
+    num_tiles,
+    layout: gl.constexpr,
+    ADD_NORMS: gl.constexpr,
 ):
     """Issue tile ``t`` of the current row tile (``g`` counted over all of them):
     ``‖x‖²/2 + ‖c‖²/2 + (−x)·c`` (``x_smem`` holds ``−x``), not waited for.
 
     Past the row tile's last codebook tile the product runs on whatever the slot holds and is
-    never folded.
+    never folded. ``ADD_NORMS=False`` (measuring only) starts the product from zero.
     """
     STAGES: gl.constexpr = c_smem.shape[0]
     slot = g % STAGES
-    code_half_norm = gl.convert_layout(code_half_norm, gl.SliceLayout(0, layout))
-    acc = gl.expand_dims(row_half_norm, 1) + gl.expand_dims(code_half_norm, 0)
+    if ADD_NORMS:
+        code_half_norm = gl.convert_layout(code_half_norm, gl.SliceLayout(0, layout))
+        acc = gl.expand_dims(row_half_norm, 1) + gl.expand_dims(code_half_norm, 0)
+    else:
+        BLOCK_N: gl.constexpr = x_smem.shape[0]
+        BLOCK_K: gl.constexpr = c_smem.shape[1]
+        acc = gl.zeros([BLOCK_N, BLOCK_K], gl.float32, layout)
     mbarrier.wait(c_ready.index(slot), (g // STAGES) & 1, pred=t < num_tiles)
     return warpgroup_mma(
-        x_smem, c_smem.index(slot).permute((1, 0)), acc, use_acc=True, is_async=True
+        x_smem, c_smem.index(slot).permute((1, 0)), acc, use_acc=ADD_NORMS, is_async=True
     )
 
 
@@ -144,12 +164,15 @@ def _nearest_code_kernel(
     STAGES: gl.constexpr,
     X_BUFFERS: gl.constexpr,
     num_warps: gl.constexpr,
+    KEYED: gl.constexpr = True,
+    ADD_NORMS: gl.constexpr = True,
 ):
     """Program ``(p, group)`` searches the group's row tiles ``p, p + P, p + 2P, ...`` (``P``
     programs a group). With one program per row tile this is the plain tiled search; with fewer
     (persistent) each program loads its next row tile's first codebook tiles while it searches
     the current one, and with ``X_BUFFERS = 2`` its next rows too (with one buffer, that load
-    starts when the current row tile is done)."""
+    starts when the current row tile is done). ``KEYED`` and ``ADD_NORMS`` are for measuring
+    the kernel's parts (see :func:`_fold_tile` and :func:`_start_tile`)."""
     BLOCK_N: gl.constexpr = x_desc.block_type.shape[0]
     BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
     group = gl.program_id(1)
@@ -212,7 +235,7 @@ def _nearest_code_kernel(
         # done, its slot takes the tile STAGES further on (of this row tile or the next).
         norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, num_warps)
         acc_a = _start_tile(
-            x_buffer, c_smem, c_ready, row_half_norm, norms, 0, g0, num_tiles, layout
+            x_buffer, c_smem, c_ready, row_half_norm, norms, 0, g0, num_tiles, layout, ADD_NORMS
         )
         norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, num_warps)
         acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
@@ -223,19 +246,23 @@ def _nearest_code_kernel(
                 c_desc, c_smem, c_ready, g + STAGES, load_tile, c_row, all_tiles, num_tiles
             )
             acc_b = _start_tile(
-                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1, g + 1, num_tiles, layout
-            )
+                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1, g + 1, num_tiles, layout,
+                ADD_NORMS,
+            )  # fmt: skip
             norms = _load_half_norms(half_norm_ptr, t + 2, K_PAD, BLOCK_K, num_warps)
-            best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns)
+            best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
             acc_b = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
             load_tile = _load_codes(
                 c_desc, c_smem, c_ready, g + 1 + STAGES, load_tile, c_row, all_tiles, num_tiles
             )
             acc_a = _start_tile(
-                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 2, g + 2, num_tiles, layout
-            )
+                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 2, g + 2, num_tiles, layout,
+                ADD_NORMS,
+            )  # fmt: skip
             norms = _load_half_norms(half_norm_ptr, t + 3, K_PAD, BLOCK_K, num_warps)
-            best, best_index = _fold_tile(acc_b, (t + 1) * BLOCK_K, best, best_index, columns)
+            best, best_index = _fold_tile(
+                acc_b, (t + 1) * BLOCK_K, best, best_index, columns, KEYED
+            )
             acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
         if num_tiles % 2 == 1:
             # The last tile's slot was not refilled in the loop.
@@ -244,7 +271,7 @@ def _nearest_code_kernel(
                 all_tiles, num_tiles,
             )  # fmt: skip
             best, best_index = _fold_tile(
-                acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns
+                acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns, KEYED
             )
 
         rows = (gl.program_id(0) + item * gl.num_programs(0)) * BLOCK_N
@@ -344,34 +371,76 @@ def nearest_code_gluon(x: Tensor, codebook: Tensor, config: TileConfig | None = 
     Hopper GPU. float32 inputs are rounded to bf16 copies first (what fast mode does to its
     operands anyway; the copies take half the inputs' memory). Returns int64 ``[N]``/``[G, N]``.
     """
-    batched = x.dim() == 3
-    xs = x if batched else x[None]
-    cs = codebook if batched else codebook[None]
-    dtype = torch.float16 if xs.dtype == cs.dtype == torch.float16 else torch.bfloat16
-    xs, cs = _tma_ready(xs.to(dtype)), _tma_ready(cs.to(dtype))
-    groups, n, d = xs.shape
-    k = cs.shape[1]
-    config = config or default_config(d, k)
-    d_pad = padded_dim(d)
-    element = gl.float16 if dtype == torch.float16 else gl.bfloat16
-    x_block, c_block = [config.block_n, d_pad], [config.block_k, d_pad]
-    x2, c2 = xs.view(groups * n, d), cs.view(groups * k, d)
-    x_desc = TensorDescriptor(x2, [groups * n, d], [d, 1], x_block, _layout(*x_block, element))
-    c_desc = TensorDescriptor(c2, [groups * k, d], [d, 1], c_block, _layout(*c_block, element))
-    # One spare tile of padding: the pipeline's last (discarded) product reads its half-norms.
-    k_pad = (triton.cdiv(k, config.block_k) + 1) * config.block_k
-    norms = half_norms(cs, padded_k=k_pad, fill=FAR)
-    out = torch.empty(groups, n, dtype=torch.int64, device=x.device)
-    with torch.cuda.device(x.device):
+    search = PreparedSearch.build(x, codebook, config)
+    search.compute_half_norms()
+    return search.run()
+
+
+@dataclass
+class PreparedSearch:
+    """One search's launch, split in its two kernels so that benchmarks can time each part
+    (``benchmarks/nearest_code_gap.py``): the codes' half-norms, then the search."""
+
+    x_desc: TensorDescriptor
+    c_desc: TensorDescriptor
+    codebook: Tensor  # [G, K, D], bf16 or fp16
+    half_norms: Tensor  # [G, K_PAD] float32, filled by compute_half_norms
+    out: Tensor  # [G, N] int64
+    grid: tuple[int, int]
+    config: TileConfig
+    batched: bool
+
+    @staticmethod
+    def build(x: Tensor, codebook: Tensor, config: TileConfig | None = None) -> PreparedSearch:
+        batched = x.dim() == 3
+        xs = x if batched else x[None]
+        cs = codebook if batched else codebook[None]
+        dtype = torch.float16 if xs.dtype == cs.dtype == torch.float16 else torch.bfloat16
+        xs, cs = _tma_ready(xs.to(dtype)), _tma_ready(cs.to(dtype))
+        groups, n, d = xs.shape
+        k = cs.shape[1]
+        config = config or default_config(d, k)
+        d_pad = padded_dim(d)
+        element = gl.float16 if dtype == torch.float16 else gl.bfloat16
+        x_block, c_block = [config.block_n, d_pad], [config.block_k, d_pad]
+        x2, c2 = xs.view(groups * n, d), cs.view(groups * k, d)
+        layouts = _layout(*x_block, element), _layout(*c_block, element)
+        x_desc = TensorDescriptor(x2, [groups * n, d], [d, 1], x_block, layouts[0])
+        c_desc = TensorDescriptor(c2, [groups * k, d], [d, 1], c_block, layouts[1])
+        # One spare tile of padding: the pipeline's last (discarded) product reads its
+        # half-norms.
+        k_pad = (triton.cdiv(k, config.block_k) + 1) * config.block_k
         programs = row_tiles = triton.cdiv(n, config.block_n)
         if config.programs_per_sm:
             slots = config.programs_per_sm * _multiprocessor_count(_device_index(x.device))
             programs = min(row_tiles, triton.cdiv(slots, groups))
-        _nearest_code_kernel[(programs, groups)](
-            x_desc, c_desc, norms, out, n, k, k_pad, 0,
-            STAGES=config.stages, X_BUFFERS=config.x_buffers, num_warps=config.num_warps,
-        )  # fmt: skip
-    return out if batched else out[0]
+        return PreparedSearch(
+            x_desc=x_desc,
+            c_desc=c_desc,
+            codebook=cs,
+            half_norms=torch.empty(groups, k_pad, dtype=torch.float32, device=x.device),
+            out=torch.empty(groups, n, dtype=torch.int64, device=x.device),
+            grid=(programs, groups),
+            config=config,
+            batched=batched,
+        )
+
+    def compute_half_norms(self) -> None:
+        half_norms(self.codebook, fill=FAR, out=self.half_norms)
+
+    def run(self, keyed: bool = True, add_norms: bool = True) -> Tensor:
+        """The search (after :meth:`compute_half_norms`). ``keyed=False`` and
+        ``add_norms=False`` leave out parts of the kernel for timing (wrong indices)."""
+        groups, n = self.out.shape
+        k = self.codebook.shape[1]
+        with torch.cuda.device(self.out.device):
+            _nearest_code_kernel[self.grid](
+                self.x_desc, self.c_desc, self.half_norms, self.out, n, k,
+                self.half_norms.shape[1], 0,
+                STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
+                num_warps=self.config.num_warps, KEYED=keyed, ADD_NORMS=add_norms,
+            )  # fmt: skip
+        return self.out if self.batched else self.out[0]
 
 
 @functools.cache

@@ -181,16 +181,26 @@ def _half_norm_kernel(
     tl.store(out_ptr + codes, tl.where(code_ok, 0.5 * total, fill), mask=codes < K_OUT)
 
 
-def half_norms(codebook: Tensor, padded_k: int | None = None, fill: float = 0.0) -> Tensor:
+def half_norms(
+    codebook: Tensor, padded_k: int | None = None, fill: float = 0.0, out: Tensor | None = None
+) -> Tensor:
     """``0.5·‖c‖²`` in float32 for ``codebook [G, K, D]`` (contiguous, on CUDA): ``[G, K]``, or
-    ``[G, padded_k]`` with ``fill`` past ``K``."""
+    ``[G, padded_k]`` with ``fill`` past ``K``; written into ``out`` (float32 ``[G, K_OUT]``,
+    ``padded_k`` then taken from it) when given."""
     groups, k, d = codebook.shape
-    k_out = k if padded_k is None else padded_k
-    out = torch.empty(groups, k_out, dtype=torch.float32, device=codebook.device)
-    block_d = min(max(16, triton.next_power_of_2(d)), 64)
+    if out is None:
+        k_out = k if padded_k is None else padded_k
+        out = torch.empty(groups, k_out, dtype=torch.float32, device=codebook.device)
+    k_out = out.shape[1]
+    # Few codes a program, so that even a small codebook spreads over many multiprocessors:
+    # the kernel is a chain of dependent loads. Measured on an H100 replaying CUDA graphs
+    # (an empty kernel: 4.4 us) at K = 1,024, D = 128: 6.0 us with 16 codes a program against
+    # 10.7 us with 256 (benchmarks/results/nearest_code_gap_h100_2026-11-22.txt).
+    block_k = 16
+    block_d = min(max(16, triton.next_power_of_2(d)), 8192 // block_k)
     with torch.cuda.device(codebook.device):
-        _half_norm_kernel[(triton.cdiv(k_out, 256), groups)](
-            codebook, out, k, k_out, d, fill, BLOCK_K=256, BLOCK_D=block_d
+        _half_norm_kernel[(triton.cdiv(k_out, block_k), groups)](
+            codebook, out, k, k_out, d, fill, BLOCK_K=block_k, BLOCK_D=block_d
         )
     return out
 
