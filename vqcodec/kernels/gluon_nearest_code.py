@@ -378,7 +378,7 @@ def nearest_code_gluon(x: Tensor, codebook: Tensor, config: TileConfig | None = 
 
 @dataclass
 class PreparedSearch:
-    """One search's launch, split in its two kernels so that benchmarks can time each part
+    """One search's launch, split into its two kernels so that benchmarks can time each part
     (``benchmarks/nearest_code_gap.py``): the codes' half-norms, then the search."""
 
     x_desc: TensorDescriptor
@@ -431,7 +431,7 @@ class PreparedSearch:
     def run(self, keyed: bool = True, add_norms: bool = True) -> Tensor:
         """The search (after :meth:`compute_half_norms`). ``keyed=False`` and
         ``add_norms=False`` leave out parts of the kernel for timing (wrong indices)."""
-        groups, n = self.out.shape
+        n = self.out.shape[1]
         k = self.codebook.shape[1]
         with torch.cuda.device(self.out.device):
             _nearest_code_kernel[self.grid](
