@@ -194,8 +194,8 @@ def half_norms(
     k_out = out.shape[1]
     # Few codes a program, so that even a small codebook spreads over many multiprocessors:
     # the kernel is a chain of dependent loads. Measured on an H100 replaying CUDA graphs
-    # (an empty kernel: 4.4 us) at K = 1,024, D = 128: 6.0 us with 16 codes a program against
-    # 10.7 us with 256 (benchmarks/results/nearest_code_gap_h100_2026-11-22.txt).
+    # (an empty kernel: 4.6 us) at K = 1,024, D = 128: 5.5-5.8 us with 16 codes a program
+    # against 10.8-10.9 us with 256 (benchmarks/results/nearest_code_gap_h100_2026-11-22.txt).
     block_k = 16
     block_d = min(max(16, triton.next_power_of_2(d)), 8192 // block_k)
     with torch.cuda.device(codebook.device):
