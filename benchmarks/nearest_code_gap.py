@@ -65,7 +65,7 @@ def run_shape(n: int, k: int, d: int, rate: float, rounds: int) -> None:
         print(f"  round {round_ + 1}:")
         full = graph_time(lambda: gluon_search.nearest_code_gluon(x[:n], c)) * 1e3
         norms = graph_time(small.compute_half_norms) * 1e3
-        norms_256 = graph_time(lambda: half_norms_256(small.codebook, small.half_norms)) * 1e3
+        norms_256 = graph_time(lambda: half_norms_256(small.codebook, small.code_half_norms)) * 1e3
         nothing = graph_time(lambda: _empty_kernel[(1,)](empty)) * 1e3
         print(
             f"    full call {full:.1f} us ({full / floor_us:.2f} x floor); half-norm kernel "

@@ -384,7 +384,7 @@ class PreparedSearch:
     x_desc: TensorDescriptor
     c_desc: TensorDescriptor
     codebook: Tensor  # [G, K, D], bf16 or fp16
-    half_norms: Tensor  # [G, K_PAD] float32, filled by compute_half_norms
+    code_half_norms: Tensor  # [G, K_PAD] float32, filled by compute_half_norms
     out: Tensor  # [G, N] int64
     grid: tuple[int, int]
     config: TileConfig
@@ -418,7 +418,7 @@ class PreparedSearch:
             x_desc=x_desc,
             c_desc=c_desc,
             codebook=cs,
-            half_norms=torch.empty(groups, k_pad, dtype=torch.float32, device=x.device),
+            code_half_norms=torch.empty(groups, k_pad, dtype=torch.float32, device=x.device),
             out=torch.empty(groups, n, dtype=torch.int64, device=x.device),
             grid=(programs, groups),
             config=config,
@@ -426,7 +426,7 @@ class PreparedSearch:
         )
 
     def compute_half_norms(self) -> None:
-        half_norms(self.codebook, fill=FAR, out=self.half_norms)
+        half_norms(self.codebook, fill=FAR, out=self.code_half_norms)
 
     def run(self, keyed: bool = True, add_norms: bool = True) -> Tensor:
         """The search (after :meth:`compute_half_norms`). ``keyed=False`` and
@@ -435,8 +435,8 @@ class PreparedSearch:
         k = self.codebook.shape[1]
         with torch.cuda.device(self.out.device):
             _nearest_code_kernel[self.grid](
-                self.x_desc, self.c_desc, self.half_norms, self.out, n, k,
-                self.half_norms.shape[1], 0,
+                self.x_desc, self.c_desc, self.code_half_norms, self.out, n, k,
+                self.code_half_norms.shape[1], 0,
                 STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
                 num_warps=self.config.num_warps, KEYED=keyed, ADD_NORMS=add_norms,
             )  # fmt: skip
