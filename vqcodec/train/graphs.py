@@ -12,7 +12,8 @@ host synchronisations for data parallelism), its randomness is drawn on the GPU 
 dropout, dead-code candidates), the optimiser keeps its step count and learning rate on the
 GPU (``prepare`` makes it capturable, :class:`GraphedTrainStep` turns the rate into a GPU tensor
 that the schedule writes in place), and every batch has the same shape (``drop_last``).
-Tested and measured with the audio codec (``tests/train/test_cuda_graphs.py``).
+Tested with the audio and image codecs (``tests/train/test_cuda_graphs.py``), measured with
+the audio codec.
 """
 
 from __future__ import annotations
