@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.train.test_image_training import CONFIGS
-from tests.train.test_loop import smoke
+from tests.train.test_loop import EXACT, smoke
 from vqcodec.train.adversarial import (
     discriminator_hinge,
     feature_matching,
@@ -68,7 +68,7 @@ def test_resume_with_a_discriminator_gives_the_same_next_step_loss(
     audio_folder: Path, tmp_path: Path
 ) -> None:
     def config(out: str):
-        return smoke(audio_folder, tmp_path / out, "run.steps=4", "run.save_every=2", *ADVERSARIAL)
+        return smoke(audio_folder, tmp_path / out, *EXACT, *ADVERSARIAL)
 
     whole = train(config("a"))
     resumed = train(config("b"), resume=tmp_path / "a" / "checkpoints" / "step_2")

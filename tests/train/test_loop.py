@@ -26,18 +26,31 @@ def smoke(audio: Path, out: Path, *overrides: str) -> TrainConfig:
     )
 
 
+# Exact comparisons of losses need deterministic kernels on a GPU (run.deterministic); CPU runs
+# are deterministic either way.
+EXACT = ("run.steps=4", "run.save_every=2", "run.deterministic=true")
+
+
 @pytest.mark.slow
 def test_resume_gives_the_same_next_step_loss(audio_folder: Path, tmp_path: Path) -> None:
-    config = smoke(audio_folder, tmp_path / "a", "run.steps=4", "run.save_every=2")
-    whole = train(config)
+    whole = train(smoke(audio_folder, tmp_path / "a", *EXACT))
     assert sorted(whole.losses) == [1, 2, 3, 4]
     resumed = train(
-        smoke(audio_folder, tmp_path / "b", "run.steps=4", "run.save_every=2"),
+        smoke(audio_folder, tmp_path / "b", *EXACT),
         resume=tmp_path / "a" / "checkpoints" / "step_2",
     )
     assert sorted(resumed.losses) == [3, 4]
     assert resumed.losses[3] == whole.losses[3]
     assert resumed.losses[4] == whole.losses[4]
+    assert not torch.are_deterministic_algorithms_enabled()  # only for the run
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CPU runs are deterministic anyway")
+def test_two_deterministic_gpu_runs_give_the_same_losses(audio_folder: Path, tmp_path: Path):
+    first = train(smoke(audio_folder, tmp_path / "a", *EXACT))
+    second = train(smoke(audio_folder, tmp_path / "b", *EXACT))
+    assert first.losses == second.losses
 
 
 @pytest.mark.slow

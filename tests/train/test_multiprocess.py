@@ -22,6 +22,9 @@ from vqcodec.quantizers import VectorQuantizer
 from vqcodec.train.replicas import ReplicaDriftError, check_replicas_agree, replica_fingerprint
 
 SMOKE = Path(__file__).parents[2] / "configs" / "audio-smoke.json"
+# CPU processes in one gloo group, also where a GPU is present: the launcher would otherwise put
+# both processes on GPU 0 of a one-GPU machine, which NCCL refuses.
+CPU_PROCESSES = {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def _train(processes: int, audio: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -43,7 +46,7 @@ def _train(processes: int, audio: Path, out: Path, *extra: str) -> subprocess.Co
         "model.quantizer_dropout=0.5",
     ]
     command = [*launcher, str(SMOKE), *(a for o in overrides for a in ("--set", o)), *extra]
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **CPU_PROCESSES}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -163,7 +166,7 @@ def test_interleaved_scaling_benchmark_times_one_process_alone(tmp_path: Path) -
     command += ["--dynamo_backend", "no", str(script), str(SMOKE), "--pairs", "2"]
     command += ["--segment", "2", "--warmup", "2", "--out", str(tmp_path / "pairs.json")]
     command += ["--set", f'data.train=["{audio}"]', "--set", "data.num_workers=0"]
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **CPU_PROCESSES}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     pairs = json.loads((tmp_path / "pairs.json").read_text())["pairs"]

@@ -86,6 +86,11 @@ class RunConfig:
     replay it: 3 kernel launches per step instead of 2,075 (profiled; the shipped audio step:
     21.8 against 65.6-69.4 ms on one H100). Ignored on CPUs; refused with ``compile``,
     gradient accumulation and adversarial training. See ``docs/BENCHMARKS.md``.
+    ``deterministic``: only deterministic kernels (``torch.use_deterministic_algorithms``, for
+    the run only), so that on a GPU two runs of one config give the same losses bit for bit and
+    a resumed run continues exactly. CPU runs are deterministic without it. Without it, GPU
+    kernels that add with atomics make runs differ from the first step (measured on one H100:
+    the smoke config's step-3 loss differed by 0.85 % between two runs); see the README.
     """
 
     output_dir: str = "runs/audio"
@@ -102,6 +107,7 @@ class RunConfig:
     init_from: str = ""
     compile: bool = False
     cuda_graphs: bool = False
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "gradient_accumulation", "log_every", "eval_every",

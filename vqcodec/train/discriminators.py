@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from vqcodec.train.spectrum import centred_stft
+
 
 @dataclass
 class Judgement:
@@ -47,13 +49,8 @@ class STFTDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Judgement:
         """``x [B, 1, T]`` -> logits ``[B, 1, frames, bins']``."""
-        spec = torch.stft(
-            x.float().reshape(-1, x.shape[-1]),
-            n_fft=self.window,
-            hop_length=self.window // 4,
-            window=self.hann,
-            normalized=True,
-            return_complex=True,
+        spec = centred_stft(
+            x.float().reshape(-1, x.shape[-1]), self.window, self.window // 4, self.hann, True
         )  # [B, bins, frames]
         h = torch.stack([spec.real, spec.imag], 1).transpose(2, 3)  # [B, 2, frames, bins]
         features = []

@@ -6,10 +6,12 @@ Only the main process writes logs, checkpoints and exports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -276,6 +278,13 @@ def train(
         stop_after: stop after this many steps of this call (tests; the schedule still follows
             ``config.run.steps``).
     """
+    with deterministic_algorithms(config.run.deterministic):
+        return _train(config, resume, stop_after)
+
+
+def _train(
+    config: TrainConfig | ImageTrainConfig, resume: str | Path | None, stop_after: int | None
+) -> TrainResult:
     prepared = prepare(config)
     run, accelerator, model = config.run, prepared.accelerator, prepared.model
     scheduler, dev_loader = prepared.scheduler, prepared.dev_loader
@@ -361,6 +370,30 @@ def train(
         result.export_dir = save_pretrained(_bare(accelerator, model), output / "model")
     accelerator.wait_for_everyone()
     return result
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """With ``enabled`` (``run.deterministic``), only deterministic kernels until the block
+    ends; the previous setting is restored after it. Off: nothing changes."""
+    if not enabled:
+        yield
+        return
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    # cuBLAS reduces deterministically only with a fixed workspace, and PyTorch refuses cuBLAS
+    # calls in deterministic mode without one (its reproducibility notes).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 def uses_cuda_graphs(config: TrainConfig | ImageTrainConfig) -> bool:

@@ -10,6 +10,8 @@ import torchaudio
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from vqcodec.train.spectrum import centred_stft
+
 
 class MelSpectrogram(nn.Module):
     """Magnitude mel spectrogram, ``[..., T] -> [..., n_mels, frames]``.
@@ -30,15 +32,8 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("filters", filters, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        spec = torch.stft(
-            x.reshape(-1, x.shape[-1]),
-            self.n_fft,
-            self.hop,
-            window=self.window,
-            center=True,
-            pad_mode="reflect",
-            return_complex=True,
-        ).abs()  # [B, freqs, frames]
+        # [B, freqs, frames]
+        spec = centred_stft(x.reshape(-1, x.shape[-1]), self.n_fft, self.hop, self.window).abs()
         mel = torch.matmul(spec.transpose(-1, -2), self.filters).transpose(-1, -2)
         return mel.reshape(*x.shape[:-1], *mel.shape[-2:])
 
@@ -75,13 +70,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
 
     def _magnitude(self, x: Tensor, w: int) -> Tensor:
-        spec = torch.stft(
-            x.reshape(-1, x.shape[-1]),
-            n_fft=w,
-            hop_length=w // 4,
-            window=getattr(self, f"window_{w}"),
-            return_complex=True,
-        )
+        spec = centred_stft(x.reshape(-1, x.shape[-1]), w, w // 4, getattr(self, f"window_{w}"))
         return spec.abs().clamp_min(1e-7)
 
     def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
