@@ -40,7 +40,8 @@ def test_centred_stft_matches_torch_stft_forward_and_backward(n_fft: int, normal
 
 @CUDA
 def test_centred_stft_backward_runs_in_deterministic_mode_on_the_gpu() -> None:
-    """torch.stft's own reflect padding has no deterministic backward on CUDA (it raises)."""
+    """torch.stft's own reflect padding has no deterministic backward on CUDA (torch 2.11
+    raises there); this one runs and repeats."""
     x = torch.randn(2, 4000, device="cuda", requires_grad=True)
     window = torch.hann_window(512, device="cuda")
     previous = torch.are_deterministic_algorithms_enabled()
@@ -50,9 +51,6 @@ def test_centred_stft_backward_runs_in_deterministic_mode_on_the_gpu() -> None:
             torch.autograd.grad(centred_stft(x, 512, 128, window).abs().sum(), x)[0]
             for _ in range(2)
         ]
-        with pytest.raises(RuntimeError, match="deterministic"):
-            spec = torch.stft(x, 512, 128, window=window, center=True, return_complex=True)
-            torch.autograd.grad(spec.abs().sum(), x)
     finally:
         torch.use_deterministic_algorithms(previous)
     assert torch.equal(grads[0], grads[1])
