@@ -153,6 +153,7 @@ HOPPER_SHAPES = [
     (4099, 2000, 40),
     (70000, 129, 8),
     (70000, 1000, 128),  # persistent by default: several row tiles a program
+    (999, 200, 128),  # two codebook tiles: the last one is started after the tile loop
 ]
 
 
@@ -222,7 +223,7 @@ def _persistent_configs():
 
 @on_hopper
 @pytest.mark.parametrize("config", _persistent_configs(), ids=str)
-@pytest.mark.parametrize("k", [50, 1000])
+@pytest.mark.parametrize("k", [50, 130, 1000])  # 1, 2-3 and 8-16 codebook tiles
 def test_persistent_programs_give_the_codes_of_one_program_per_row_tile(config, k: int) -> None:
     from dataclasses import replace
 

@@ -113,7 +113,7 @@ def _load_half_norms(half_norm_ptr, t, K_PAD, BLOCK_K: gl.constexpr, num_warps: 
     use: read just before the product, their latency would hold up every product."""
     compact: gl.constexpr = gl.BlockedLayout([1], [32], [num_warps], [0])
     codes = t * BLOCK_K + gl.arange(0, BLOCK_K, layout=compact)
-    # Past the spare tile only the discarded products look (never folded): any value will do.
+    # The prefetch reads at most the spare tile; the mask only guards that.
     return gl.load(half_norm_ptr + codes, mask=codes < K_PAD, other=0.0)
 
 
@@ -133,8 +133,7 @@ def _start_tile(
     """Issue tile ``t`` of the current row tile (``g`` counted over all of them):
     ``‖x‖²/2 + ‖c‖²/2 + (−x)·c`` (``x_smem`` holds ``−x``), not waited for.
 
-    Past the row tile's last codebook tile the product runs on whatever the slot holds and is
-    never folded. ``ADD_NORMS=False`` (measuring only) starts the product from zero.
+    ``ADD_NORMS=False`` (measuring only) starts the product from zero.
     """
     STAGES: gl.constexpr = c_smem.shape[0]
     slot = g % STAGES
@@ -239,8 +238,8 @@ def _nearest_code_kernel(
         )
         norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, num_warps)
         acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
-        for t in range(0, num_tiles - 1, 2):
-            # acc_a holds tile t, finished.
+        for t in range(0, num_tiles - 2, 2):
+            # acc_a holds tile t, finished; tiles t + 1 and t + 2 exist.
             g = g0 + t
             load_tile = _load_codes(
                 c_desc, c_smem, c_ready, g + STAGES, load_tile, c_row, all_tiles, num_tiles
@@ -264,15 +263,28 @@ def _nearest_code_kernel(
                 acc_b, (t + 1) * BLOCK_K, best, best_index, columns, KEYED
             )
             acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
-        if num_tiles % 2 == 1:
-            # The last tile's slot was not refilled in the loop.
+        # The loop starts no product past the last tile (that was one product in nine at
+        # K = 1,024): with an even number of tiles, the last one is started here.
+        if num_tiles % 2 == 0:
+            t = num_tiles - 2  # acc_a holds it, finished
+            g = g0 + t
             load_tile = _load_codes(
-                c_desc, c_smem, c_ready, g0 + num_tiles - 1 + STAGES, load_tile, c_row,
-                all_tiles, num_tiles,
-            )  # fmt: skip
-            best, best_index = _fold_tile(
-                acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns, KEYED
+                c_desc, c_smem, c_ready, g + STAGES, load_tile, c_row, all_tiles, num_tiles
             )
+            acc_b = _start_tile(
+                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1, g + 1, num_tiles, layout,
+                ADD_NORMS,
+            )  # fmt: skip
+            best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
+            acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
+        # acc_a holds the last tile, finished; its slot was not refilled yet.
+        load_tile = _load_codes(
+            c_desc, c_smem, c_ready, g0 + num_tiles - 1 + STAGES, load_tile, c_row, all_tiles,
+            num_tiles,
+        )  # fmt: skip
+        best, best_index = _fold_tile(
+            acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns, KEYED
+        )
 
         rows = (gl.program_id(0) + item * gl.num_programs(0)) * BLOCK_N
         rows += gl.arange(0, BLOCK_N, layout=rows_layout)
@@ -407,8 +419,7 @@ class PreparedSearch:
         layouts = _layout(*x_block, element), _layout(*c_block, element)
         x_desc = TensorDescriptor(x2, [groups * n, d], [d, 1], x_block, layouts[0])
         c_desc = TensorDescriptor(c2, [groups * k, d], [d, 1], c_block, layouts[1])
-        # One spare tile of padding: the pipeline's last (discarded) product reads its
-        # half-norms.
+        # One spare tile of padding: the half-norms are loaded a tile ahead, one past the last.
         k_pad = (triton.cdiv(k, config.block_k) + 1) * config.block_k
         programs = row_tiles = triton.cdiv(n, config.block_n)
         if config.programs_per_sm:
