@@ -47,7 +47,9 @@ def test_resume_gives_the_same_next_step_loss(audio_folder: Path, tmp_path: Path
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CPU runs are deterministic anyway")
-def test_two_deterministic_gpu_runs_give_the_same_losses(audio_folder: Path, tmp_path: Path):
+def test_two_deterministic_gpu_runs_give_the_same_losses(
+    audio_folder: Path, tmp_path: Path
+) -> None:
     first = train(smoke(audio_folder, tmp_path / "a", *EXACT))
     second = train(smoke(audio_folder, tmp_path / "b", *EXACT))
     assert first.losses == second.losses

@@ -50,7 +50,11 @@ class STFTDiscriminator(nn.Module):
     def forward(self, x: Tensor) -> Judgement:
         """``x [B, 1, T]`` -> logits ``[B, 1, frames, bins']``."""
         spec = centred_stft(
-            x.float().reshape(-1, x.shape[-1]), self.window, self.window // 4, self.hann, True
+            x.float().reshape(-1, x.shape[-1]),
+            self.window,
+            self.window // 4,
+            self.hann,
+            normalized=True,
         )  # [B, bins, frames]
         h = torch.stack([spec.real, spec.imag], 1).transpose(2, 3)  # [B, 2, frames, bins]
         features = []
