@@ -247,6 +247,83 @@ def test_persistent_programs_give_the_codes_of_one_program_per_row_tile(config, 
         assert torch.equal(got[group].cpu(), expected)
 
 
+# Warp-specialised launches: codebooks of 1 tile, 2, 8, 16 and 547 (odd counts take the path
+# without a tile pair at the end); 1 to 547 row tiles (several a program, both row buffers).
+WS_SHAPES = [
+    (1, 1, 8),
+    (17, 33, 16),
+    (4099, 2000, 40),
+    (70000, 129, 8),
+    (70000, 1000, 128),
+    (999, 200, 128),
+    (300, 70000, 64),
+    (1000, 1023, 120),
+]
+
+
+def _ws_config(block_k: int = 128):
+    from vqcodec.kernels.gluon_nearest_code import TileConfig
+
+    return TileConfig(128, block_k, 4, x_buffers=2, warp_specialized=True)
+
+
+@on_hopper
+@pytest.mark.parametrize("n,k,d", WS_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_warp_specialized_kernel_makes_the_plain_kernels_choices(
+    n: int, k: int, d: int, dtype: torch.dtype
+) -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    x = torch.randn(n, d, device="cuda").to(dtype)
+    codebook = torch.randn(k, d, device="cuda").to(dtype)
+    idx = hopper.nearest_code_gluon(x, codebook, _ws_config())
+    excess = excess_distance(rounded(x), rounded(codebook), idx, relative=2.0**-15)
+    assert float(excess.max()) <= 1.0
+    # Same 64-row products over the same codebook tiles, folded in the same order: the same
+    # choices, bit for bit, as one 64-row program a row tile.
+    plain = hopper.TileConfig(64, 128, 2)
+    assert torch.equal(idx, hopper.nearest_code_gluon(x, codebook, plain))
+
+
+@on_hopper
+@pytest.mark.parametrize("n,k,d", [(1000, 77, 8), (40_001, 2000, 40), (5000, 1000, 64)])
+def test_warp_specialized_kernel_gives_reference_indices_and_lowest_index_ties(
+    n: int, k: int, d: int
+) -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    x = torch.randint(-3, 4, (n, d), device="cuda").bfloat16()
+    codebook = torch.randint(-3, 4, (k, d), device="cuda").bfloat16()
+    codebook[k // 2 : 2 * (k // 2)] = codebook[: k // 2]  # duplicated codes: ties
+    expected = nearest_code_reference(x.float().cpu(), codebook.float().cpu()).cuda()
+    assert torch.equal(hopper.nearest_code_gluon(x, codebook, _ws_config()), expected)
+
+
+@on_hopper
+@pytest.mark.parametrize("n", [1001, 40_001])
+def test_warp_specialized_groups_never_pick_a_neighbouring_groups_codes(n: int) -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    g, k, d = 3, 33, 64
+    x = torch.randn(g, n, d, device="cuda").bfloat16()
+    codebook = 10 + torch.randn(g, k, d, device="cuda").bfloat16()
+    codebook[1, :] = x[0, :k]
+    idx = hopper.nearest_code_gluon(x, codebook, _ws_config())
+    assert idx.shape == (g, n) and int(idx.max()) < k
+    for group in range(g):
+        expected = hopper.nearest_code_gluon(x[group], codebook[group], _ws_config())
+        assert torch.equal(idx[group], expected)
+
+
+def test_warp_specialized_tiles_have_two_consumers_rows() -> None:
+    pytest.importorskip("triton.experimental.gluon", reason="this Triton has no Gluon")
+    from vqcodec.kernels.gluon_nearest_code import TileConfig
+
+    with pytest.raises(ValueError, match="128 rows"):
+        TileConfig(64, 128, 4, warp_specialized=True)
+
+
 @on_hopper
 def test_hopper_kernel_takes_views_off_a_16_byte_boundary() -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
