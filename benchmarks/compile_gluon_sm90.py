@@ -1,6 +1,7 @@
 """Compile the Gluon (Hopper) search kernel for sm_90 without a GPU, and report what ptxas made.
 
     python benchmarks/compile_gluon_sm90.py [--d 256] [--block-n 128] [--block-k 128] [--stages 2]
+        [--x-buffers 1] [--warp-specialized]
 
 Prints registers, spills and shared memory per thread block, any ptxas note that the ``wgmma``
 products were serialised (which would undo the overlap), and the SASS instruction histogram of
@@ -148,7 +149,9 @@ def main() -> None:
     parser.add_argument("--block-n", type=int, default=128)
     parser.add_argument("--block-k", type=int, default=128)
     parser.add_argument("--stages", type=int, default=2)
-    parser.add_argument("--x-buffers", type=int, default=1)
+    parser.add_argument(
+        "--x-buffers", type=int, default=None, help="row buffers (default 1; 2 warp-specialised)"
+    )
     parser.add_argument(
         "--warp-specialized", action="store_true", help="the warp-specialised kernel"
     )
@@ -156,7 +159,8 @@ def main() -> None:
     from vqcodec.kernels.gluon_nearest_code import TileConfig
 
     config = TileConfig(
-        args.block_n, args.block_k, args.stages, x_buffers=args.x_buffers,
+        args.block_n, args.block_k, args.stages,
+        x_buffers=args.x_buffers or (2 if args.warp_specialized else 1),
         warp_specialized=args.warp_specialized,
     )  # fmt: skip
     result = summary(compile_kernel(args.n, args.k, args.d, config))

@@ -316,12 +316,15 @@ def test_warp_specialized_groups_never_pick_a_neighbouring_groups_codes(n: int) 
         assert torch.equal(idx[group], expected)
 
 
-def test_warp_specialized_tiles_have_two_consumers_rows() -> None:
+def test_warp_specialized_tiles_have_two_consumers_rows_and_two_buffers() -> None:
     pytest.importorskip("triton.experimental.gluon", reason="this Triton has no Gluon")
     from vqcodec.kernels.gluon_nearest_code import TileConfig
 
     with pytest.raises(ValueError, match="128 rows"):
-        TileConfig(64, 128, 4, warp_specialized=True)
+        TileConfig(64, 128, 4, x_buffers=2, warp_specialized=True)
+    # With one row buffer a consumer would wait for its next rows before freeing the buffer.
+    with pytest.raises(ValueError, match="x_buffers=2"):
+        TileConfig(128, 128, 4, x_buffers=1, warp_specialized=True)
 
 
 @on_hopper

@@ -527,8 +527,9 @@ class TileConfig:
     with ``x_buffers`` row tiles in shared memory (2: the next rows load during the search).
 
     ``warp_specialized``: the warp-specialised kernel (one persistent program a multiprocessor,
-    128-row tiles split between two consumer warpgroups, ``x_buffers`` row tiles a consumer);
-    ``block_n`` must then be 128 and ``programs_per_sm`` is ignored."""
+    128-row tiles split between two consumer warpgroups); ``block_n`` must then be 128 and
+    ``x_buffers`` 2 (a consumer prepares its next rows while its last products read the current
+    ones), and ``programs_per_sm`` is ignored."""
 
     block_n: int
     block_k: int
@@ -540,6 +541,8 @@ class TileConfig:
     def __post_init__(self) -> None:
         if self.warp_specialized and self.block_n != 2 * ROWS_PER_CONSUMER:
             raise ValueError(f"warp-specialised tiles have {2 * ROWS_PER_CONSUMER} rows")
+        if self.warp_specialized and self.x_buffers != 2:
+            raise ValueError("warp-specialised launches need x_buffers=2")
 
     @property
     def num_warps(self) -> int:
