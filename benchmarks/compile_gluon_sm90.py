@@ -1,6 +1,7 @@
 """Compile the Gluon (Hopper) search kernel for sm_90 without a GPU, and report what ptxas made.
 
     python benchmarks/compile_gluon_sm90.py [--d 256] [--block-n 128] [--block-k 128] [--stages 2]
+        [--x-buffers 1] [--column-norms]
 
 Prints registers, spills and shared memory per thread block, any ptxas note that the ``wgmma``
 products were serialised (which would undo the overlap), and the SASS instruction histogram of
@@ -43,7 +44,14 @@ class _Sm90Target:
 
 
 def compile_kernel(
-    n: int, k: int, d: int, block_n: int, block_k: int, stages: int, x_buffers: int = 1
+    n: int,
+    k: int,
+    d: int,
+    block_n: int,
+    block_k: int,
+    stages: int,
+    x_buffers: int = 1,
+    column_norms: bool = False,
 ) -> dict:
     """Compile for these sizes (on a machine without a GPU: the compiled kernel stays in the
     JIT's cache for device 0); returns shared memory, the ptxas report and the SASS."""
@@ -69,7 +77,8 @@ def compile_kernel(
         ]  # fmt: skip
         compiled = hopper._nearest_code_kernel.warmup(
             *descriptors, torch.zeros(k_pad), torch.zeros(n, dtype=torch.int64), n, k, k_pad, 0,
-            STAGES=stages, X_BUFFERS=x_buffers, num_warps=config.num_warps, grid=(1,),
+            STAGES=stages, X_BUFFERS=x_buffers, num_warps=config.num_warps,
+            COLUMN_NORMS=column_norms, grid=(1,),
         )  # fmt: skip
     finally:
         driver._active = previous
@@ -116,10 +125,20 @@ def main() -> None:
     parser.add_argument("--block-k", type=int, default=128)
     parser.add_argument("--stages", type=int, default=2)
     parser.add_argument("--x-buffers", type=int, default=1)
+    parser.add_argument(
+        "--column-norms", action="store_true", help="TileConfig.column_norms (the D = 256 default)"
+    )
     args = parser.parse_args()
     result = summary(
         compile_kernel(
-            args.n, args.k, args.d, args.block_n, args.block_k, args.stages, args.x_buffers
+            args.n,
+            args.k,
+            args.d,
+            args.block_n,
+            args.block_k,
+            args.stages,
+            args.x_buffers,
+            column_norms=args.column_norms,
         )
     )
     print(

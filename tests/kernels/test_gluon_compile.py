@@ -31,7 +31,14 @@ def test_default_tiles_compile_without_spills_or_serialised_products(d: int, k: 
     config = hopper.default_config(d, k)
     result = compile_gluon_sm90.summary(
         compile_gluon_sm90.compile_kernel(
-            4096, k, d, config.block_n, config.block_k, config.stages, config.x_buffers
+            4096,
+            k,
+            d,
+            config.block_n,
+            config.block_k,
+            config.stages,
+            config.x_buffers,
+            column_norms=config.column_norms,
         )
     )
     assert result["spill_bytes"] == 0

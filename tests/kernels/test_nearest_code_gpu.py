@@ -248,6 +248,31 @@ def test_persistent_programs_give_the_codes_of_one_program_per_row_tile(config, 
 
 
 @on_hopper
+@pytest.mark.parametrize(
+    "d,k,block", [(256, 300, (128, 128, 2)), (256, 129, (64, 128, 2)), (40, 1000, (128, 64, 3))]
+)
+def test_code_norms_in_the_column_layout_give_the_same_codes(d: int, k: int, block) -> None:
+    from dataclasses import replace
+
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    config = hopper.TileConfig(*block, column_norms=True)
+    g, n = 2, 3001  # irregular: a partial row tile, a partial codebook tile
+    x = torch.randn(g, n, d, device="cuda").bfloat16()
+    codebook = torch.randn(g, k, d, device="cuda").bfloat16()
+    # The same norms added in the same order: bit-for-bit the same choices.
+    assert torch.equal(
+        hopper.nearest_code_gluon(x, codebook, config),
+        hopper.nearest_code_gluon(x, codebook, replace(config, column_norms=False)),
+    )
+    ints = torch.randint(-3, 4, (n, d), device="cuda").bfloat16()
+    codes = torch.randint(-3, 4, (k, d), device="cuda").bfloat16()
+    codes[k // 2 : 2 * (k // 2)] = codes[: k // 2]  # duplicated codes: ties
+    expected = nearest_code_reference(ints.float().cpu(), codes.float().cpu())
+    assert torch.equal(hopper.nearest_code_gluon(ints, codes, config).cpu(), expected)
+
+
+@on_hopper
 def test_hopper_kernel_takes_views_off_a_16_byte_boundary() -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
 

@@ -108,11 +108,11 @@ def _load_codes(c_desc, c_smem, c_ready, g, code_tile, c_row, all_tiles, num_til
 
 
 @gluon.jit
-def _load_half_norms(half_norm_ptr, t, K_PAD, BLOCK_K: gl.constexpr, num_warps: gl.constexpr):
-    """Codebook tile ``t``'s half-norms, a few registers a thread. Loaded a tile ahead of their
-    use: read just before the product, their latency would hold up every product."""
-    compact: gl.constexpr = gl.BlockedLayout([1], [32], [num_warps], [0])
-    codes = t * BLOCK_K + gl.arange(0, BLOCK_K, layout=compact)
+def _load_half_norms(half_norm_ptr, t, K_PAD, BLOCK_K: gl.constexpr, layout: gl.constexpr):
+    """Codebook tile ``t``'s half-norms in ``layout`` (see ``COLUMN_NORMS`` in the kernel).
+    Loaded a tile ahead of their use: read just before the product, their latency would hold up
+    every product."""
+    codes = t * BLOCK_K + gl.arange(0, BLOCK_K, layout=layout)
     # The prefetch reads at most the spare tile; the mask only guards that.
     return gl.load(half_norm_ptr + codes, mask=codes < K_PAD, other=0.0)
 
@@ -138,6 +138,7 @@ def _start_tile(
     STAGES: gl.constexpr = c_smem.shape[0]
     slot = g % STAGES
     if ADD_NORMS:
+        # A no-op when the norms were loaded in this layout (COLUMN_NORMS).
         code_half_norm = gl.convert_layout(code_half_norm, gl.SliceLayout(0, layout))
         acc = gl.expand_dims(row_half_norm, 1) + gl.expand_dims(code_half_norm, 0)
     else:
@@ -163,6 +164,7 @@ def _nearest_code_kernel(
     STAGES: gl.constexpr,
     X_BUFFERS: gl.constexpr,
     num_warps: gl.constexpr,
+    COLUMN_NORMS: gl.constexpr = False,
     KEYED: gl.constexpr = True,
     ADD_NORMS: gl.constexpr = True,
 ):
@@ -170,8 +172,9 @@ def _nearest_code_kernel(
     programs a group). With one program per row tile this is the plain tiled search; with fewer
     (persistent) each program loads its next row tile's first codebook tiles while it searches
     the current one, and with ``X_BUFFERS = 2`` its next rows too (with one buffer, that load
-    starts when the current row tile is done). ``KEYED`` and ``ADD_NORMS`` are for measuring
-    the kernel's parts (see :func:`_fold_tile` and :func:`_start_tile`)."""
+    starts when the current row tile is done). ``COLUMN_NORMS``: see :class:`TileConfig`.
+    ``KEYED`` and ``ADD_NORMS`` are for measuring the kernel's parts (see :func:`_fold_tile` and
+    :func:`_start_tile`)."""
     BLOCK_N: gl.constexpr = x_desc.block_type.shape[0]
     BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
     group = gl.program_id(1)
@@ -186,6 +189,10 @@ def _nearest_code_kernel(
         version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BLOCK_K, 16]
     )
     rows_layout: gl.constexpr = gl.SliceLayout(1, layout)
+    if COLUMN_NORMS:
+        norms_layout: gl.constexpr = gl.SliceLayout(0, layout)
+    else:
+        norms_layout: gl.constexpr = gl.BlockedLayout([1], [32], [num_warps], [0])
 
     x_smem = gl.allocate_shared_memory(
         x_desc.dtype, [X_BUFFERS] + x_desc.block_type.shape, x_desc.layout
@@ -232,11 +239,11 @@ def _nearest_code_kernel(
         # warps reduce tile t from the other. Nothing reads an accumulator while a product into
         # it is in flight (ptxas would then serialise every product). When a tile's product is
         # done, its slot takes the tile STAGES further on (of this row tile or the next).
-        norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, num_warps)
+        norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout)
         acc_a = _start_tile(
             x_buffer, c_smem, c_ready, row_half_norm, norms, 0, g0, num_tiles, layout, ADD_NORMS
         )
-        norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, num_warps)
+        norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout)
         acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
         for t in range(0, num_tiles - 2, 2):
             # acc_a holds tile t, finished; tiles t + 1 and t + 2 exist.
@@ -248,7 +255,7 @@ def _nearest_code_kernel(
                 x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1, g + 1, num_tiles, layout,
                 ADD_NORMS,
             )  # fmt: skip
-            norms = _load_half_norms(half_norm_ptr, t + 2, K_PAD, BLOCK_K, num_warps)
+            norms = _load_half_norms(half_norm_ptr, t + 2, K_PAD, BLOCK_K, norms_layout)
             best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
             acc_b = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
             load_tile = _load_codes(
@@ -258,7 +265,7 @@ def _nearest_code_kernel(
                 x_buffer, c_smem, c_ready, row_half_norm, norms, t + 2, g + 2, num_tiles, layout,
                 ADD_NORMS,
             )  # fmt: skip
-            norms = _load_half_norms(half_norm_ptr, t + 3, K_PAD, BLOCK_K, num_warps)
+            norms = _load_half_norms(half_norm_ptr, t + 3, K_PAD, BLOCK_K, norms_layout)
             best, best_index = _fold_tile(
                 acc_b, (t + 1) * BLOCK_K, best, best_index, columns, KEYED
             )
@@ -308,13 +315,19 @@ class TileConfig:
     """One launch's shape: rows per row tile, codes per codebook tile, codebook tiles in flight,
     and ``programs_per_sm``: 0 launches one program per row tile; n > 0 launches about n
     programs per multiprocessor (over all groups) that loop over the row tiles (persistent),
-    with ``x_buffers`` row tiles in shared memory (2: the next rows load during the search)."""
+    with ``x_buffers`` row tiles in shared memory (2: the next rows load during the search).
+
+    ``column_norms`` loads each tile's code half-norms straight into the accumulator's column
+    layout (each thread the ``BLOCK_K/4`` columns it holds, as many registers more for the
+    prefetch) instead of a few a thread moved there through shared memory (a store, a barrier
+    and loads a tile)."""
 
     block_n: int
     block_k: int
     stages: int
     programs_per_sm: int = 0
     x_buffers: int = 1
+    column_norms: bool = False
 
     @property
     def num_warps(self) -> int:
@@ -336,7 +349,12 @@ def default_config(d: int, k: int) -> TileConfig:
         if k <= 2048:
             return TileConfig(64, 128, 2, programs_per_sm=2, x_buffers=2)
         return TileConfig(64, 128, 3)
-    return TileConfig(128, 128, 2)
+    # Loading the norms where the products add them paid only at D = 256, whose products take
+    # twice as long a tile: side by side (graph replay, best of 3-4 rounds, H100, 2026-11-22)
+    # 1.03-1.07x at (65,536, 16,384, 256) and 1.05-1.06x at (65,536, 262,144, 256), but
+    # 0.92-0.97x at (65,536, 16,384, 128), 0.95-0.97x at (65,536, 65,536, 64) and 0.81-0.82x at
+    # (262,144, 1,024, 8), where the extra loads and registers cost more than the conversion.
+    return TileConfig(128, 128, 2, column_norms=True)
 
 
 def padded_dim(d: int) -> int:
@@ -449,6 +467,7 @@ class PreparedSearch:
                 self.x_desc, self.c_desc, self.code_half_norms, self.out, n, k,
                 self.code_half_norms.shape[1], 0,
                 STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
+                COLUMN_NORMS=self.config.column_norms,
                 num_warps=self.config.num_warps, KEYED=keyed, ADD_NORMS=add_norms,
             )  # fmt: skip
         return self.out if self.batched else self.out[0]
