@@ -8,7 +8,8 @@ kernel on Hopper); the Triton kernel's fast mode is timed beside it.
 Prints, per shape (N, K, D): milliseconds (median of repeated runs, CUDA events via
 triton.testing.do_bench; for the two small shapes also replayed from a CUDA graph one call at a
 time, and back to back: many calls in one graph), the ratio of each method to the fused fast
-kernel, and the extra GPU memory each method allocates; then a training-step comparison with vector-quantize-pytorch.
+kernel, and the extra GPU memory each method allocates; then a training-step comparison with
+vector-quantize-pytorch.
 The floor is 2·N·K·D FLOPs at the bf16 matrix-product rate this script measures (8192³).
 """
 
@@ -42,10 +43,10 @@ def bench(fn: Callable[[], object]) -> float:
     return triton.testing.do_bench(fn, warmup=50, rep=200, return_mode="median")
 
 
-def graph_time(fn: Callable[[], object]) -> float:
-    """Milliseconds per call when replayed from a CUDA graph: the kernels alone, without the
-    Python and launch overhead that eager calls pay."""
-    fn()  # compile and autotune outside the capture
+def captured(fn: Callable[[], object]) -> torch.cuda.CUDAGraph:
+    """``fn`` captured into a CUDA graph, after a call that compiles and autotunes its kernels
+    and one on a side stream (the warm-up CUDA graphs ask for)."""
+    fn()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -54,7 +55,13 @@ def graph_time(fn: Callable[[], object]) -> float:
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         fn()
-    return bench(graph.replay)
+    return graph
+
+
+def graph_time(fn: Callable[[], object]) -> float:
+    """Milliseconds per call when replayed from a CUDA graph: the kernels alone, without the
+    Python and launch overhead that eager calls pay."""
+    return bench(captured(fn).replay)
 
 
 def stream_time(fn: Callable[[torch.Tensor], object], x: torch.Tensor, calls: int = 48) -> float:
@@ -66,17 +73,7 @@ def stream_time(fn: Callable[[torch.Tensor], object], x: torch.Tensor, calls: in
     l2_bytes = torch.cuda.get_device_properties(x.device).L2_cache_size
     copies = max(2, math.ceil(2 * l2_bytes / (x.numel() * x.element_size())))
     inputs = [x.clone() for _ in range(copies)]
-    for xi in inputs[:2]:
-        fn(xi)  # compile and autotune outside the capture
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn(inputs[0])
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(calls):
-            fn(inputs[i % copies])
+    graph = captured(lambda: [fn(inputs[i % copies]) for i in range(calls)])
     graph.replay()
     torch.cuda.synchronize()
     times = []
@@ -87,8 +84,6 @@ def stream_time(fn: Callable[[torch.Tensor], object], x: torch.Tensor, calls: in
         end.record()
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end) / calls)
-    del graph, inputs
-    torch.cuda.empty_cache()
     return min(times)
 
 
