@@ -1,7 +1,7 @@
 """Compile the Gluon (Hopper) search kernel for sm_90 without a GPU, and report what ptxas made.
 
     python benchmarks/compile_gluon_sm90.py [--d 256] [--block-n 128] [--block-k 128] [--stages 2]
-        [--x-buffers 1] [--column-norms]
+        [--x-buffers 1] [--column-norms] [--warp-specialized]
 
 Prints registers, spills and shared memory per thread block, any ptxas note that the ``wgmma``
 products were serialised (which would undo the overlap), and the SASS instruction histogram of
@@ -43,18 +43,10 @@ class _Sm90Target:
         return torch.device("cpu")
 
 
-def compile_kernel(
-    n: int,
-    k: int,
-    d: int,
-    block_n: int,
-    block_k: int,
-    stages: int,
-    x_buffers: int = 1,
-    column_norms: bool = False,
-) -> dict:
-    """Compile for these sizes (on a machine without a GPU: the compiled kernel stays in the
-    JIT's cache for device 0); returns shared memory, the ptxas report and the SASS."""
+def compile_kernel(n: int, k: int, d: int, config) -> dict:
+    """Compile for these sizes and ``config`` (a ``TileConfig``; on a machine without a GPU: the
+    compiled kernel stays in the JIT's cache for device 0); returns shared memory, the ptxas
+    report and the SASS."""
     previous = driver._active  # restored as it was: without a GPU there is no default to reset to
     driver.set_active(_Sm90Target())
     try:
@@ -65,21 +57,34 @@ def compile_kernel(
 
         x = torch.zeros(n, d, dtype=torch.bfloat16)
         codebook = torch.zeros(k, d, dtype=torch.bfloat16)
-        config = hopper.TileConfig(block_n, block_k, stages)
         d_pad = hopper.padded_dim(d)
-        k_pad = (triton.cdiv(k, block_k) + 1) * block_k
+        block_k = config.block_k
+        num_tiles = triton.cdiv(k, block_k)
+        if config.warp_specialized:
+            num_tiles = max(num_tiles, hopper.WS_MIN_TILES)
+        k_pad = (num_tiles + 1) * block_k
+        x_rows = hopper.ROWS_PER_CONSUMER if config.warp_specialized else config.block_n
         descriptors = [
             TensorDescriptor(
                 t, [rows, d], [d, 1], [block, d_pad],
                 gl.NVMMASharedLayout.get_default_for([block, d_pad], gl.bfloat16),
             )
-            for t, rows, block in ((x, n, block_n), (codebook, k, block_k))
+            for t, rows, block in ((x, n, x_rows), (codebook, k, block_k))
         ]  # fmt: skip
-        compiled = hopper._nearest_code_kernel.warmup(
-            *descriptors, torch.zeros(k_pad), torch.zeros(n, dtype=torch.int64), n, k, k_pad, 0,
-            STAGES=stages, X_BUFFERS=x_buffers, num_warps=config.num_warps,
-            COLUMN_NORMS=column_norms, grid=(1,),
-        )  # fmt: skip
+        tensors = (*descriptors, torch.zeros(k_pad), torch.zeros(n, dtype=torch.int64))
+        if config.warp_specialized:
+            compiled = hopper._nearest_code_ws_kernel.warmup(
+                *tensors, n, k, k_pad, num_tiles, 0,
+                STAGES=config.stages, X_BUFFERS=config.x_buffers,
+                CONSUMER_REGISTERS=hopper.CONSUMER_REGISTERS, num_warps=config.num_warps,
+                maxnreg=hopper.WS_MAXNREG, grid=(1,),
+            )  # fmt: skip
+        else:
+            compiled = hopper._nearest_code_kernel.warmup(
+                *tensors, n, k, k_pad, 0,
+                STAGES=config.stages, X_BUFFERS=config.x_buffers, num_warps=config.num_warps,
+                COLUMN_NORMS=config.column_norms, grid=(1,),
+            )  # fmt: skip
     finally:
         driver._active = previous
     bin_dir = pathlib.Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -97,6 +102,30 @@ def compile_kernel(
     return {"shared": compiled.metadata.shared, "ptxas": report, "sass": sass}
 
 
+def _spills_in_inner_loops(sass: str) -> int:
+    """Local-memory loads and stores inside innermost loops (the tile loops): a backward branch
+    marks a loop from its target to itself; innermost loops contain no other."""
+    address = re.compile(r"/\*([0-9a-f]{4,})\*/")
+    lines = [
+        (int(m.group(1), 16), line) for line in sass.splitlines() if (m := address.search(line))
+    ]
+    loops = []
+    for at, line in lines:
+        branch = re.search(r"\bBRA (0x[0-9a-f]+)", line)
+        if branch and int(branch.group(1), 16) < at:
+            loops.append((int(branch.group(1), 16), at))
+    inner = [
+        (start, end)
+        for start, end in loops
+        if not any(start < s2 and e2 < end for s2, e2 in loops if (s2, e2) != (start, end))
+    ]
+    return sum(
+        1
+        for at, line in lines
+        if re.search(r"\b(LDL|STL)\b", line) and any(s <= at <= e for s, e in inner)
+    )
+
+
 def summary(result: dict) -> dict:
     registers = int(re.search(r"Used (\d+) registers", result["ptxas"]).group(1))
     spills = sum(int(v) for v in re.findall(r"(\d+) bytes spill", result["ptxas"]))
@@ -110,6 +139,7 @@ def summary(result: dict) -> dict:
     return {
         "registers": registers,
         "spill_bytes": spills,
+        "spills_in_inner_loops": _spills_in_inner_loops(result["sass"]),
         "shared_bytes": result["shared"],
         "wgmma_serialised": serialised,
         "opcodes": opcodes,
@@ -124,25 +154,27 @@ def main() -> None:
     parser.add_argument("--block-n", type=int, default=128)
     parser.add_argument("--block-k", type=int, default=128)
     parser.add_argument("--stages", type=int, default=2)
-    parser.add_argument("--x-buffers", type=int, default=1)
+    parser.add_argument(
+        "--x-buffers", type=int, default=None, help="row buffers (default 1; 2 warp-specialised)"
+    )
     parser.add_argument(
         "--column-norms", action="store_true", help="TileConfig.column_norms (the D = 256 default)"
     )
-    args = parser.parse_args()
-    result = summary(
-        compile_kernel(
-            args.n,
-            args.k,
-            args.d,
-            args.block_n,
-            args.block_k,
-            args.stages,
-            args.x_buffers,
-            column_norms=args.column_norms,
-        )
+    parser.add_argument(
+        "--warp-specialized", action="store_true", help="the warp-specialised kernel"
     )
+    args = parser.parse_args()
+    from vqcodec.kernels.gluon_nearest_code import TileConfig
+
+    config = TileConfig(
+        args.block_n, args.block_k, args.stages,
+        x_buffers=args.x_buffers or (2 if args.warp_specialized else 1),
+        column_norms=args.column_norms, warp_specialized=args.warp_specialized,
+    )  # fmt: skip
+    result = summary(compile_kernel(args.n, args.k, args.d, config))
     print(
-        f"registers {result['registers']}, spills {result['spill_bytes']} B, shared "
+        f"registers {result['registers']}, spills {result['spill_bytes']} B "
+        f"({result['spills_in_inner_loops']} in the tile loops), shared "
         f"{result['shared_bytes']} B, wgmma serialised: {result['wgmma_serialised']}"
     )
     print("SASS opcodes:", ", ".join(f"{op} {n}" for op, n in result["opcodes"].most_common(12)))

@@ -102,7 +102,7 @@ def run_shape(n: int, k: int, d: int, quick: bool, persistent: bool) -> None:
     if results:
         t, cfg = min(results, key=lambda r: r[0])
         print(f"  best: {cfg} {t:.3f} ms = {t_triton / t:.2f}x triton")
-        print(f"  default: {gluon_search.default_config(d, k)}")
+        print(f"  default: {gluon_search.default_config(d, k, n)}")
 
 
 def tie_check() -> None:

@@ -181,12 +181,27 @@ def test_hopper_kernel_is_nearest_on_its_rounded_operands(
     assert float(excess.max()) <= 1.0
 
 
+def _ws_config(block_k: int = 128):
+    from vqcodec.kernels.gluon_nearest_code import TileConfig
+
+    return TileConfig(128, block_k, 4, x_buffers=2, warp_specialized=True)
+
+
 @on_hopper
 @pytest.mark.parametrize(
-    "n,k,d", [(1000, 77, 8), (4099, 2000, 40), (257, 300, 256), (5000, 1000, 64)]
+    "n,k,d,warp_specialized",
+    [
+        (1000, 77, 8, False),
+        (4099, 2000, 40, False),
+        (257, 300, 256, False),
+        (5000, 1000, 64, False),
+        (1000, 77, 8, True),
+        (40_001, 2000, 40, True),
+        (5000, 1000, 64, True),
+    ],
 )
 def test_hopper_kernel_gives_reference_indices_and_lowest_index_ties(
-    n: int, k: int, d: int
+    n: int, k: int, d: int, warp_specialized: bool
 ) -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
 
@@ -194,23 +209,32 @@ def test_hopper_kernel_gives_reference_indices_and_lowest_index_ties(
     codebook = torch.randint(-3, 4, (k, d), device="cuda").bfloat16()
     codebook[k // 2 : 2 * (k // 2)] = codebook[: k // 2]  # duplicated codes: ties
     expected = nearest_code_reference(x.float().cpu(), codebook.float().cpu()).cuda()
-    assert torch.equal(hopper.nearest_code_gluon(x, codebook), expected)
+    config = _ws_config() if warp_specialized else None
+    assert torch.equal(hopper.nearest_code_gluon(x, codebook, config), expected)
 
 
 @on_hopper
-def test_hopper_kernel_groups_never_pick_a_neighbouring_groups_codes() -> None:
+@pytest.mark.parametrize(
+    "n,k,warp_specialized", [(1001, 33, False), (1001, 33, True), (40_001, 300, True)]
+)
+def test_hopper_kernel_groups_never_pick_a_neighbouring_groups_codes(
+    n: int, k: int, warp_specialized: bool
+) -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
 
     # Group 0's last codebook tile runs into group 1's codes, which equal group 0's rows: a
-    # padding bug would pick one of them (an index >= K).
-    g, n, k, d = 3, 1001, 33, 64
+    # padding bug would pick one of them (an index >= K). The warp-specialised launch at K = 33
+    # also searches two padding tiles past the codebook.
+    g, d = 3, 64
+    config = _ws_config() if warp_specialized else None
     x = torch.randn(g, n, d, device="cuda").bfloat16()
     codebook = 10 + torch.randn(g, k, d, device="cuda").bfloat16()
     codebook[1, :] = x[0, :k]
-    idx = hopper.nearest_code_gluon(x, codebook)
+    idx = hopper.nearest_code_gluon(x, codebook, config)
     assert idx.shape == (g, n) and int(idx.max()) < k
     for group in range(g):
-        assert torch.equal(idx[group], hopper.nearest_code_gluon(x[group], codebook[group]))
+        expected = hopper.nearest_code_gluon(x[group], codebook[group], config)
+        assert torch.equal(idx[group], expected)
 
 
 def _persistent_configs():
@@ -270,6 +294,118 @@ def test_code_norms_in_the_column_layout_give_the_same_codes(d: int, k: int, blo
     codes[k // 2 : 2 * (k // 2)] = codes[: k // 2]  # duplicated codes: ties
     expected = nearest_code_reference(ints.float().cpu(), codes.float().cpu())
     assert torch.equal(hopper.nearest_code_gluon(ints, codes, config).cpu(), expected)
+
+
+# Warp-specialised launches: codebooks of 1 tile, 2, 3, 4, 8, 16 and 547 (below three tiles the
+# launcher adds padding tiles; odd counts take the path without a tile pair at the end); 1 to 547
+# row tiles (several a program, both row buffers).
+WS_SHAPES = [
+    (1, 1, 8),
+    (17, 33, 16),
+    (999, 200, 128),
+    (2000, 256, 64),
+    (999, 257, 128),
+    (3001, 512, 32),
+    (4099, 2000, 40),
+    (70000, 129, 8),
+    (70000, 1000, 128),
+    (300, 70000, 64),
+    (1000, 1023, 120),
+]
+
+
+@on_hopper
+@pytest.mark.parametrize("n,k,d", WS_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_warp_specialized_kernel_makes_the_plain_kernels_choices(
+    n: int, k: int, d: int, dtype: torch.dtype
+) -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    x = torch.randn(n, d, device="cuda").to(dtype)
+    codebook = torch.randn(k, d, device="cuda").to(dtype)
+    idx = hopper.nearest_code_gluon(x, codebook, _ws_config())
+    excess = excess_distance(rounded(x), rounded(codebook), idx, relative=2.0**-15)
+    assert float(excess.max()) <= 1.0
+    # Same 64-row products over the same codebook tiles, folded in the same order: the same
+    # choices, bit for bit, as one 64-row program a row tile.
+    plain = hopper.TileConfig(64, 128, 2)
+    assert torch.equal(idx, hopper.nearest_code_gluon(x, codebook, plain))
+
+
+@on_hopper
+@pytest.mark.parametrize("n,k,d", [(999, 200, 128), (40_001, 1000, 64)])
+def test_dependent_launch_gives_the_same_codes_eager_and_in_a_cuda_graph(
+    n: int, k: int, d: int
+) -> None:
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    def search(x, codebook, dependent_launch):
+        prepared = hopper.PreparedSearch.build(x, codebook, _ws_config())
+        assert prepared.dependent_launch  # the default for warp-specialised launches
+        prepared.dependent_launch = dependent_launch
+        prepared.compute_half_norms()
+        return prepared.run()
+
+    x = torch.randn(n, d, device="cuda").bfloat16()
+    codebook = torch.randn(k, d, device="cuda").bfloat16()
+    expected = search(x, codebook, False)
+    assert torch.equal(search(x, codebook, True), expected)
+    # In a graph the launch becomes a programmatic edge: the search must still wait for the
+    # norms. The codebook is rewritten before each replay, so stale norms would show.
+    static_codebook = torch.zeros_like(codebook)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        search(x, static_codebook, True)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = search(x, static_codebook, True)
+    for scale in (1.0, 3.0, 0.5):
+        static_codebook.copy_(codebook * scale)
+        graph.replay()
+        assert torch.equal(out, search(x, static_codebook, False))
+
+
+_SANITIZED_LAUNCHES = """
+import torch
+from vqcodec.kernels import gluon_nearest_code as hopper
+
+ws = hopper.TileConfig(128, 128, 4, x_buffers=2, warp_specialized=True)
+plain = hopper.TileConfig(64, 128, 2)
+torch.manual_seed(0)
+for g, n, k, d in [(1, 999, 200, 128), (1, 999, 100, 64), (2, 3001, 256, 40), (1, 999, 257, 128),
+                   (1, 4099, 384, 64), (3, 7001, 1000, 40), (1, 40001, 1023, 128)]:
+    x = torch.randn(g, n, d, device="cuda")
+    c = torch.randn(g, k, d, device="cuda")
+    assert torch.equal(hopper.nearest_code_gluon(x, c, ws), hopper.nearest_code_gluon(x, c, plain))
+torch.cuda.synchronize()
+print("launches done")
+"""
+
+
+@on_hopper
+def test_warp_specialized_kernel_is_clean_under_compute_sanitizer(tmp_path) -> None:
+    """ptxas 12.8.93 once built this kernel so that at two codebook tiles a product read shared
+    memory out of bounds (see ``_nearest_code_ws_kernel``); memcheck catches any such read."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    tool = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
+    if not os.path.exists(tool):
+        pytest.skip("compute-sanitizer is not installed")
+    script = tmp_path / "launches.py"
+    script.write_text(_SANITIZED_LAUNCHES)
+    run = subprocess.run(
+        [tool, "--tool", "memcheck", "--error-exitcode", "3", sys.executable, str(script)],
+        capture_output=True, text=True, timeout=580,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "launches done" in run.stdout
+    assert "ERROR SUMMARY: 0 errors" in run.stdout + run.stderr
 
 
 @on_hopper

@@ -22,7 +22,17 @@ Launched persistent (``TileConfig.programs_per_sm``), each program goes on to fu
 its ring already loading their first codebook tiles. Fast mode only: bf16 or fp16 operands with
 float32 accumulation.
 
-File order: kernel helpers, the kernel, then the launcher.
+Large searches with ``D ≤ 128`` go to a warp-specialised kernel (``TileConfig.warp_specialized``,
+``gl.warp_specialize``): one program a multiprocessor, whose single loading warp issues every TMA
+copy and waits on "slot free" barriers, and whose two consumer warpgroups (64 rows of a 128-row
+tile each) share each codebook tile and only compute. In the plain kernel each program's warps
+issue their own loads between products, and Gluon surrounds every mbarrier and TMA operation
+with a program-wide barrier; here those are off the consumers' path, the codebook is read from L2
+half as often, and each consumer starts its next row tile's first product before it folds the
+last tile of the current one. Same tiles and order of minima as the plain kernel with
+``BLOCK_K = 128``: the same choices, bit for bit.
+
+File order: kernel helpers, the plain kernel, the warp-specialised kernel, then the launcher.
 """
 
 from __future__ import annotations
@@ -124,14 +134,14 @@ def _start_tile(
     c_ready,
     row_half_norm,
     code_half_norm,
-    t,
+    exists,
     g,
-    num_tiles,
     layout: gl.constexpr,
     ADD_NORMS: gl.constexpr,
 ):
-    """Issue tile ``t`` of the current row tile (``g`` counted over all of them):
-    ``‖x‖²/2 + ‖c‖²/2 + (−x)·c`` (``x_smem`` holds ``−x``), not waited for.
+    """Issue the product of this program's codebook tile number ``g`` (counted over all its row
+    tiles): ``‖x‖²/2 + ‖c‖²/2 + (−x)·c`` (``x_smem`` holds ``−x``), not waited for. Without
+    ``exists`` (a tile past the last) the product reads a stale slot and is discarded.
 
     ``ADD_NORMS=False`` (measuring only) starts the product from zero.
     """
@@ -145,7 +155,7 @@ def _start_tile(
         BLOCK_N: gl.constexpr = x_smem.shape[0]
         BLOCK_K: gl.constexpr = c_smem.shape[1]
         acc = gl.zeros([BLOCK_N, BLOCK_K], gl.float32, layout)
-    mbarrier.wait(c_ready.index(slot), (g // STAGES) & 1, pred=t < num_tiles)
+    mbarrier.wait(c_ready.index(slot), (g // STAGES) & 1, pred=exists)
     return warpgroup_mma(
         x_smem, c_smem.index(slot).permute((1, 0)), acc, use_acc=ADD_NORMS, is_async=True
     )
@@ -241,7 +251,7 @@ def _nearest_code_kernel(
         # done, its slot takes the tile STAGES further on (of this row tile or the next).
         norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout)
         acc_a = _start_tile(
-            x_buffer, c_smem, c_ready, row_half_norm, norms, 0, g0, num_tiles, layout, ADD_NORMS
+            x_buffer, c_smem, c_ready, row_half_norm, norms, 0 < num_tiles, g0, layout, ADD_NORMS
         )
         norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout)
         acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
@@ -252,7 +262,7 @@ def _nearest_code_kernel(
                 c_desc, c_smem, c_ready, g + STAGES, load_tile, c_row, all_tiles, num_tiles
             )
             acc_b = _start_tile(
-                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1, g + 1, num_tiles, layout,
+                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1 < num_tiles, g + 1, layout,
                 ADD_NORMS,
             )  # fmt: skip
             norms = _load_half_norms(half_norm_ptr, t + 2, K_PAD, BLOCK_K, norms_layout)
@@ -262,7 +272,7 @@ def _nearest_code_kernel(
                 c_desc, c_smem, c_ready, g + 1 + STAGES, load_tile, c_row, all_tiles, num_tiles
             )
             acc_a = _start_tile(
-                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 2, g + 2, num_tiles, layout,
+                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 2 < num_tiles, g + 2, layout,
                 ADD_NORMS,
             )  # fmt: skip
             norms = _load_half_norms(half_norm_ptr, t + 3, K_PAD, BLOCK_K, norms_layout)
@@ -279,7 +289,7 @@ def _nearest_code_kernel(
                 c_desc, c_smem, c_ready, g + STAGES, load_tile, c_row, all_tiles, num_tiles
             )
             acc_b = _start_tile(
-                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1, g + 1, num_tiles, layout,
+                x_buffer, c_smem, c_ready, row_half_norm, norms, t + 1 < num_tiles, g + 1, layout,
                 ADD_NORMS,
             )  # fmt: skip
             best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
@@ -310,6 +320,250 @@ def _nearest_code_kernel(
         mbarrier.invalidate(c_ready.index(s))
 
 
+# The warp-specialised search: a loading warp and two consumer warpgroups a program, one
+# program a multiprocessor. ``ROWS_PER_CONSUMER`` is the row tiling of one warpgroup's wgmma.
+ROWS_PER_CONSUMER = 64
+_HALF = gl.constexpr(ROWS_PER_CONSUMER)
+# The consumers' tile loop needs at least this many codebook tiles a row tile; the launcher pads
+# smaller codebooks with codes that never win (see ``_nearest_code_ws_kernel``).
+WS_MIN_TILES = 3
+
+
+@gluon.jit
+def _prepare_rows(x_smem, x_ready, item, half: gl.constexpr, exists, rows_layout: gl.constexpr):
+    """Wait for this consumer's rows of its program's ``item``-th row tile, negate them in place;
+    returns their buffer number, the buffer and the rows' half-norms (in ``rows_layout``).
+    Without ``exists`` (no such item) nothing is waited for and the results are discarded."""
+    X_BUFFERS: gl.constexpr = x_smem.shape[0] // 2
+    b = (item % X_BUFFERS) * 2 + half
+    x_buffer = x_smem.index(b)
+    mbarrier.wait(x_ready.index(b), (item // X_BUFFERS) & 1, pred=exists)
+    rows_blocked: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+    x = x_buffer.load(rows_blocked).to(gl.float32)
+    row_half_norm = gl.convert_layout(0.5 * gl.sum(x * x, axis=1), rows_layout)
+    x_buffer.store((-x).to(x_buffer.dtype))
+    fence_async_shared()
+    gl.thread_barrier()  # of this partition: every warp's rows are stored before the products
+    return b, x_buffer, row_half_norm
+
+
+@gluon.jit
+def _wait_for_prior_kernels():
+    """``griddepcontrol.wait``: until the kernels this one was launched after (with
+    programmatic dependent launch: the half-norm kernel) are done and their writes visible; a
+    no-op in an ordinary launch."""
+    gl.inline_asm_elementwise(
+        "griddepcontrol.wait; // $0", "=r", [], dtype=gl.int32, is_pure=False, pack=1
+    )
+
+
+@gluon.jit
+def _loader(
+    args, half: gl.constexpr, WAIT: gl.constexpr, KEYED: gl.constexpr, ADD_NORMS: gl.constexpr
+):
+    """The loading warp: for each of the program's row tiles, both consumers' rows (once their
+    buffer is free), then every codebook tile into the ring (once both consumers are done with
+    the slot). ``half``, ``WAIT``, ``KEYED`` and ``ADD_NORMS`` are unused (the worker
+    partitions share one signature): neither rows nor codes come from the prior kernel."""
+    (x_desc, c_desc, half_norm_ptr, out_ptr, N, K, K_PAD, num_tiles, zero,
+     x_smem, c_smem, x_ready, x_empty, c_ready, c_empty) = args  # fmt: skip
+    BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
+    STAGES: gl.constexpr = c_smem.shape[0]
+    X_BUFFERS: gl.constexpr = x_smem.shape[0] // 2
+    group = gl.program_id(1)
+    num_items = gl.cdiv(gl.cdiv(N, 2 * _HALF) - gl.program_id(0), gl.num_programs(0))
+    g = 0
+    for item in range(num_items):
+        row = group * N + (gl.program_id(0) + item * gl.num_programs(0)) * 2 * _HALF
+        for h in gl.static_range(2):
+            b = (item % X_BUFFERS) * 2 + h
+            # mbarriers start in phase 0: the first wait for a free buffer (phase 1) passes.
+            mbarrier.wait(x_empty.index(b), ((item // X_BUFFERS) & 1) ^ 1)
+            mbarrier.expect(x_ready.index(b), x_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(
+                x_desc, [row + h * _HALF, 0], x_ready.index(b), x_smem.index(b)
+            )
+        for t in range(num_tiles):
+            slot = g % STAGES
+            mbarrier.wait(c_empty.index(slot), ((g // STAGES) & 1) ^ 1)
+            mbarrier.expect(c_ready.index(slot), c_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(
+                c_desc, [group * K + t * BLOCK_K, 0], c_ready.index(slot), c_smem.index(slot)
+            )
+            g += 1
+
+
+@gluon.jit
+def _consumer(
+    args, half: gl.constexpr, WAIT: gl.constexpr, KEYED: gl.constexpr, ADD_NORMS: gl.constexpr
+):
+    """One consumer warpgroup: rows ``[64·half, 64·half + 64)`` of each of its program's row
+    tiles. The tile loop is the plain kernel's (two accumulators in turn), except that a slot is
+    handed back to the loader instead of refilled, and that the next row tile's first product
+    starts before the last tile of this one is folded (the rows are prepared just before).
+    ``WAIT``: wait for the prior kernels before the first half-norms are read."""
+    (x_desc, c_desc, half_norm_ptr, out_ptr, N, K, K_PAD, num_tiles, zero,
+     x_smem, c_smem, x_ready, x_empty, c_ready, c_empty) = args  # fmt: skip
+    BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
+    STAGES: gl.constexpr = c_smem.shape[0]
+    group = gl.program_id(1)
+    num_items = gl.cdiv(gl.cdiv(N, 2 * _HALF) - gl.program_id(0), gl.num_programs(0))
+    half_norm_ptr += group.to(gl.int64) * K_PAD
+    layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_K, 16]
+    )
+    rows_layout: gl.constexpr = gl.SliceLayout(1, layout)
+    norms_layout: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+    columns = gl.expand_dims(gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout)), 0) + zero
+
+    b, x_buffer, row_half_norm = _prepare_rows(x_smem, x_ready, 0, half, True, rows_layout)
+    if WAIT:
+        _wait_for_prior_kernels()  # the code half-norms are written (rows and codes need not)
+    norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout)
+    acc_a = _start_tile(x_buffer, c_smem, c_ready, row_half_norm, norms, True, 0, layout, ADD_NORMS)
+    norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout)
+    acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
+    for item in range(num_items):
+        # acc_a holds this row tile's first codebook tile, finished; norms: the second's.
+        g0 = item * num_tiles
+        best = gl.full([_HALF], float("inf"), gl.float32, rows_layout)
+        best_index = gl.zeros([_HALF], gl.int32, rows_layout)
+        # With num_tiles >= WS_MIN_TILES this loop runs at least once for every row tile (see
+        # _nearest_code_ws_kernel).
+        for t in range(0, num_tiles - 2, 2):
+            g = g0 + t
+            mbarrier.arrive(c_empty.index(g % STAGES))
+            acc_b = _start_tile(
+                x_buffer, c_smem, c_ready, row_half_norm, norms, True, g + 1, layout, ADD_NORMS
+            )
+            norms = _load_half_norms(half_norm_ptr, t + 2, K_PAD, BLOCK_K, norms_layout)
+            best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
+            acc_b = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
+            mbarrier.arrive(c_empty.index((g + 1) % STAGES))
+            acc_a = _start_tile(
+                x_buffer, c_smem, c_ready, row_half_norm, norms, True, g + 2, layout, ADD_NORMS
+            )
+            norms = _load_half_norms(half_norm_ptr, t + 3, K_PAD, BLOCK_K, norms_layout)
+            best, best_index = _fold_tile(
+                acc_b, (t + 1) * BLOCK_K, best, best_index, columns, KEYED
+            )
+            acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
+        more = item + 1 < num_items
+        if num_tiles % 2 == 0:
+            t = num_tiles - 2
+            g = g0 + t
+            mbarrier.arrive(c_empty.index(g % STAGES))
+            acc_b = _start_tile(
+                x_buffer, c_smem, c_ready, row_half_norm, norms, True, g + 1, layout, ADD_NORMS
+            )
+            # The next row tile's rows are prepared while the tensor cores work.
+            b_next, x_next, norm_next = _prepare_rows(
+                x_smem, x_ready, item + 1, half, more, rows_layout
+            )
+            best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
+            acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
+        else:
+            b_next, x_next, norm_next = _prepare_rows(
+                x_smem, x_ready, item + 1, half, more, rows_layout
+            )
+        # acc_a holds the last tile, finished: the next row tile's first product starts first.
+        mbarrier.arrive(c_empty.index((g0 + num_tiles - 1) % STAGES))
+        norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout)
+        acc_b = _start_tile(
+            x_next, c_smem, c_ready, norm_next, norms, more, g0 + num_tiles, layout, ADD_NORMS
+        )
+        norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout)
+        best, best_index = _fold_tile(
+            acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns, KEYED
+        )
+        rows = (gl.program_id(0) + item * gl.num_programs(0)) * 2 * _HALF + half * _HALF
+        rows += gl.arange(0, _HALF, layout=rows_layout)
+        # Clamped: a row of NaNs never beats anything, which would otherwise leave a padding code.
+        best_index = gl.minimum(best_index, K - 1)
+        gl.store(out_ptr + group.to(gl.int64) * N + rows, best_index.to(gl.int64), mask=rows < N)
+        acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
+        mbarrier.arrive(x_empty.index(b))  # the products that read these rows are all done
+        b = b_next
+        x_buffer = x_next
+        row_half_norm = norm_next
+
+
+@gluon.jit
+def _first_consumer(args, WAIT: gl.constexpr, KEYED: gl.constexpr, ADD_NORMS: gl.constexpr):
+    _consumer(args, 0, WAIT, KEYED, ADD_NORMS)
+
+
+@gluon.jit
+def _nearest_code_ws_kernel(
+    x_desc,
+    c_desc,
+    half_norm_ptr,
+    out_ptr,
+    N,
+    K,
+    K_PAD,
+    num_tiles,
+    zero,
+    STAGES: gl.constexpr,
+    X_BUFFERS: gl.constexpr,
+    CONSUMER_REGISTERS: gl.constexpr,
+    DEPENDENT_LAUNCH: gl.constexpr = False,
+    KEYED: gl.constexpr = True,
+    ADD_NORMS: gl.constexpr = True,
+):
+    """Warp-specialised search: program ``(p, group)`` searches the group's 128-row tiles
+    ``p, p + P, ...``. Its loading warp fills ``X_BUFFERS`` row buffers (one a consumer each) and
+    a ring of ``STAGES`` codebook tiles; its two consumer warpgroups (the default partition and a
+    worker) share every codebook tile, so the program reads the codebook from L2 half as often as
+    two 64-row programs would, and the loads and their barriers are off the consumers' path.
+
+    ``num_tiles`` codebook tiles are searched a row tile: ``cdiv(K, BLOCK_K)``, but at least
+    ``WS_MIN_TILES``; the tiles past the codebook hold padding codes (half-norm ``FAR``, ``K_PAD``
+    covers them) that never win. Why: with fewer, the consumers' tile-pair loop runs zero times,
+    and ptxas 12.8.93 (Triton 3.6.0) computes a product's shared-memory descriptor only on the
+    path into that loop while the tail after it reads the descriptor on both paths. At
+    ``K = 200`` that tail's product read out of bounds (compute-sanitizer; docs/BENCHMARKS.md).
+
+    ``DEPENDENT_LAUNCH``: launched with programmatic dependent launch right after the half-norm
+    kernel (which lets it start), so the rows and first codebook tiles load and the rows are
+    negated while the norms are still being written; the consumers wait for them only before
+    their first product."""
+    x_smem = gl.allocate_shared_memory(
+        x_desc.dtype, [2 * X_BUFFERS] + x_desc.block_type.shape, x_desc.layout
+    )
+    c_smem = gl.allocate_shared_memory(
+        c_desc.dtype, [STAGES] + c_desc.block_type.shape, c_desc.layout
+    )
+    x_ready = gl.allocate_shared_memory(gl.int64, [2 * X_BUFFERS, 1], mbarrier.MBarrierLayout())
+    x_empty = gl.allocate_shared_memory(gl.int64, [2 * X_BUFFERS, 1], mbarrier.MBarrierLayout())
+    c_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    c_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for b in gl.static_range(2 * X_BUFFERS):
+        mbarrier.init(x_ready.index(b), count=1)
+        mbarrier.init(x_empty.index(b), count=1)
+    for s in gl.static_range(STAGES):
+        mbarrier.init(c_ready.index(s), count=1)
+        mbarrier.init(c_empty.index(s), count=2)  # both consumers hand the slot back
+    args = (x_desc, c_desc, half_norm_ptr, out_ptr, N, K, K_PAD, num_tiles, zero,
+            x_smem, c_smem, x_ready, x_empty, c_ready, c_empty)  # fmt: skip
+    # Tuples carry runtime values: the compile-time switches go as arguments of their own.
+    gl.warp_specialize(
+        [
+            (_first_consumer, (args, DEPENDENT_LAUNCH, KEYED, ADD_NORMS)),
+            (_consumer, (args, 1, DEPENDENT_LAUNCH, KEYED, ADD_NORMS)),
+            (_loader, (args, 0, DEPENDENT_LAUNCH, KEYED, ADD_NORMS)),
+        ],
+        [4, 1],
+        [CONSUMER_REGISTERS, 24],
+    )
+    for b in gl.static_range(2 * X_BUFFERS):
+        mbarrier.invalidate(x_ready.index(b))
+        mbarrier.invalidate(x_empty.index(b))
+    for s in gl.static_range(STAGES):
+        mbarrier.invalidate(c_ready.index(s))
+        mbarrier.invalidate(c_empty.index(s))
+
+
 @dataclass(frozen=True)
 class TileConfig:
     """One launch's shape: rows per row tile, codes per codebook tile, codebook tiles in flight,
@@ -320,7 +574,12 @@ class TileConfig:
     ``column_norms`` loads each tile's code half-norms straight into the accumulator's column
     layout (each thread the ``BLOCK_K/4`` columns it holds, as many registers more for the
     prefetch) instead of a few a thread moved there through shared memory (a store, a barrier
-    and loads a tile)."""
+    and loads a tile).
+
+    ``warp_specialized``: the warp-specialised kernel (one persistent program a multiprocessor,
+    128-row tiles split between two consumer warpgroups); ``block_n`` must then be 128 and
+    ``x_buffers`` 2 (a consumer prepares its next rows while its last products read the current
+    ones), ``programs_per_sm`` is ignored and ``column_norms`` not offered."""
 
     block_n: int
     block_k: int
@@ -328,16 +587,48 @@ class TileConfig:
     programs_per_sm: int = 0
     x_buffers: int = 1
     column_norms: bool = False
+    warp_specialized: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.warp_specialized:
+            return
+        if self.block_n != 2 * ROWS_PER_CONSUMER:
+            raise ValueError(f"warp-specialised tiles have {2 * ROWS_PER_CONSUMER} rows")
+        if self.x_buffers != 2:
+            raise ValueError("warp-specialised launches need x_buffers=2")
+        if self.column_norms:
+            raise ValueError("warp-specialised launches load the code norms compactly")
 
     @property
     def num_warps(self) -> int:
+        if self.warp_specialized:
+            return 4  # the default partition: the first consumer warpgroup
         return self.block_n // 16  # one warp per 16 rows: the wgmma layout's row tiling
 
 
-def default_config(d: int, k: int) -> TileConfig:
-    """The fastest launch measured on an H100 for ``D`` and ``K`` codes
-    (``benchmarks/nearest_code_hopper.py --persistent``)."""
+# Warp-specialised launches: registers a thread in a consumer warpgroup (the loading warp gets
+# the minimum, 24), and the launch limit that leaves for 12 warps on one multiprocessor.
+CONSUMER_REGISTERS = 232
+WS_MAXNREG = 168
+# Below this many (row, code) pairs in all groups the plain kernel: the warp-specialised one
+# starts slower (one program a multiprocessor, 128-row tiles), which only many codebook tiles a
+# program repay. Measured side by side at D = 128, K = 1,024 (graph replay, H100, 2026-11-22):
+# 0.74x at 4,096 rows, 0.90x at 16,384, 0.96-0.98x at 32,768, 0.99-1.005x at 65,536 (1.04x back
+# to back), 1.08x at 131,072, 1.12-1.14x at 524,288; 1.08-1.13x at (65,536, 16,384, 128),
+# 1.15-1.17x at (262,144, 1,024, 8), 1.20-1.23x at (65,536, 65,536, 64) (docs/BENCHMARKS.md).
+WS_MIN_PAIRS = 2**26
+
+
+def default_config(d: int, k: int, rows: int = 2**31) -> TileConfig:
+    """The fastest launch measured on an H100 for ``D``, ``K`` codes and ``rows`` rows in all
+    groups (``benchmarks/nearest_code_hopper.py --persistent`` and the side-by-side runs in
+    ``docs/BENCHMARKS.md``). The warp-specialised kernel needs ``D ≤ 128`` to fit four codebook
+    tiles and four row buffers in shared memory, and is only chosen for codebooks of at least
+    ``WS_MIN_TILES`` tiles (it would search padding tiles below that; not measured)."""
     d_pad = padded_dim(d)
+    block_k = 128
+    if d_pad <= 128 and rows * k >= WS_MIN_PAIRS and k > (WS_MIN_TILES - 1) * block_k:
+        return TileConfig(2 * ROWS_PER_CONSUMER, block_k, 4, x_buffers=2, warp_specialized=True)
     if d_pad <= 32:
         return TileConfig(128, 64, 3)
     if d_pad == 64:
@@ -419,6 +710,10 @@ class PreparedSearch:
     grid: tuple[int, int]
     config: TileConfig
     batched: bool
+    num_tiles: int  # codebook tiles a row tile (the warp-specialised kernel may add padding)
+    # The search starts while the half-norm kernel runs (warp-specialised launches only):
+    # side by side on an H100 (2026-11-22) 0.995-1.054x, most at small N.
+    dependent_launch: bool = False
 
     @staticmethod
     def build(x: Tensor, codebook: Tensor, config: TileConfig | None = None) -> PreparedSearch:
@@ -429,19 +724,24 @@ class PreparedSearch:
         xs, cs = _tma_ready(xs.to(dtype)), _tma_ready(cs.to(dtype))
         groups, n, d = xs.shape
         k = cs.shape[1]
-        config = config or default_config(d, k)
+        config = config or default_config(d, k, groups * n)
         d_pad = padded_dim(d)
         element = gl.float16 if dtype == torch.float16 else gl.bfloat16
-        x_block, c_block = [config.block_n, d_pad], [config.block_k, d_pad]
+        x_rows = ROWS_PER_CONSUMER if config.warp_specialized else config.block_n
+        x_block, c_block = [x_rows, d_pad], [config.block_k, d_pad]
         x2, c2 = xs.view(groups * n, d), cs.view(groups * k, d)
         layouts = _layout(*x_block, element), _layout(*c_block, element)
         x_desc = TensorDescriptor(x2, [groups * n, d], [d, 1], x_block, layouts[0])
         c_desc = TensorDescriptor(c2, [groups * k, d], [d, 1], c_block, layouts[1])
+        num_tiles = triton.cdiv(k, config.block_k)
+        if config.warp_specialized:
+            num_tiles = max(num_tiles, WS_MIN_TILES)  # padding tiles: see the kernel
         # One spare tile of padding: the half-norms are loaded a tile ahead, one past the last.
-        k_pad = (triton.cdiv(k, config.block_k) + 1) * config.block_k
+        k_pad = (num_tiles + 1) * config.block_k
         programs = row_tiles = triton.cdiv(n, config.block_n)
-        if config.programs_per_sm:
-            slots = config.programs_per_sm * _multiprocessor_count(_device_index(x.device))
+        per_sm = 1 if config.warp_specialized else config.programs_per_sm
+        if per_sm:
+            slots = per_sm * _multiprocessor_count(_device_index(x.device))
             programs = min(row_tiles, triton.cdiv(slots, groups))
         return PreparedSearch(
             x_desc=x_desc,
@@ -452,10 +752,15 @@ class PreparedSearch:
             grid=(programs, groups),
             config=config,
             batched=batched,
+            num_tiles=num_tiles,
+            dependent_launch=config.warp_specialized,
         )
 
     def compute_half_norms(self) -> None:
-        half_norms(self.codebook, fill=FAR, out=self.code_half_norms)
+        half_norms(
+            self.codebook, fill=FAR, out=self.code_half_norms,
+            launch_dependents=self.dependent_launch,
+        )  # fmt: skip
 
     def run(self, keyed: bool = True, add_norms: bool = True) -> Tensor:
         """The search (after :meth:`compute_half_norms`). ``keyed=False`` and
@@ -463,6 +768,16 @@ class PreparedSearch:
         n = self.out.shape[1]
         k = self.codebook.shape[1]
         with torch.cuda.device(self.out.device):
+            if self.config.warp_specialized:
+                _nearest_code_ws_kernel[self.grid](
+                    self.x_desc, self.c_desc, self.code_half_norms, self.out, n, k,
+                    self.code_half_norms.shape[1], self.num_tiles, 0,
+                    STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
+                    CONSUMER_REGISTERS=CONSUMER_REGISTERS, DEPENDENT_LAUNCH=self.dependent_launch,
+                    KEYED=keyed, ADD_NORMS=add_norms, num_warps=4, maxnreg=WS_MAXNREG,
+                    launch_pdl=self.dependent_launch,
+                )  # fmt: skip
+                return self.out if self.batched else self.out[0]
             _nearest_code_kernel[self.grid](
                 self.x_desc, self.c_desc, self.code_half_norms, self.out, n, k,
                 self.code_half_norms.shape[1], 0,

@@ -157,13 +157,25 @@ def _nearest_code_kernel(
 
 @triton.jit
 def _half_norm_kernel(
-    codebook_ptr, out_ptr, K, K_OUT, D, fill, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr
+    codebook_ptr,
+    out_ptr,
+    K,
+    K_OUT,
+    D,
+    fill,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    LAUNCH_DEPENDENTS: tl.constexpr = False,
 ):
     """``0.5·‖c‖²`` per code in float32, without a float32 copy of the codebook.
 
     Grid ``(cdiv(K_OUT, BLOCK_K), G)``: group ``g`` writes ``out[g, :K_OUT]``; codes past ``K``
-    (padding up to ``K_OUT``) get ``fill``.
+    (padding up to ``K_OUT``) get ``fill``. ``LAUNCH_DEPENDENTS`` (sm_90 and later) lets a
+    kernel launched next with programmatic dependent launch start at once; it must wait
+    (``griddepcontrol.wait``) before it reads the norms.
     """
+    if LAUNCH_DEPENDENTS:
+        tl.extra.cuda.gdc_launch_dependents()
     group = tl.program_id(1).to(tl.int64)
     codebook_ptr += group * K * D
     out_ptr += group * K_OUT
@@ -182,11 +194,16 @@ def _half_norm_kernel(
 
 
 def half_norms(
-    codebook: Tensor, padded_k: int | None = None, fill: float = 0.0, out: Tensor | None = None
+    codebook: Tensor,
+    padded_k: int | None = None,
+    fill: float = 0.0,
+    out: Tensor | None = None,
+    launch_dependents: bool = False,
 ) -> Tensor:
     """``0.5·‖c‖²`` in float32 for ``codebook [G, K, D]`` (contiguous, on CUDA): ``[G, K]``, or
     ``[G, padded_k]`` with ``fill`` past ``K``; written into ``out`` (float32 ``[G, K_OUT]``,
-    ``padded_k`` then taken from it) when given."""
+    ``padded_k`` then taken from it) when given. ``launch_dependents`` (sm_90 and later): see
+    ``_half_norm_kernel``."""
     groups, k, d = codebook.shape
     if out is None:
         k_out = k if padded_k is None else padded_k
@@ -200,8 +217,9 @@ def half_norms(
     block_d = min(max(16, triton.next_power_of_2(d)), 8192 // block_k)
     with torch.cuda.device(codebook.device):
         _half_norm_kernel[(triton.cdiv(k_out, block_k), groups)](
-            codebook, out, k, k_out, d, fill, BLOCK_K=block_k, BLOCK_D=block_d
-        )
+            codebook, out, k, k_out, d, fill, BLOCK_K=block_k, BLOCK_D=block_d,
+            LAUNCH_DEPENDENTS=launch_dependents,
+        )  # fmt: skip
     return out
 
 

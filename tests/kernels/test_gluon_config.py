@@ -1,0 +1,39 @@
+"""The Hopper kernel's launch choices (no GPU needed: only which kernel and tiles a call gets)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("triton.experimental.gluon", reason="this Triton has no Gluon")
+
+
+def test_warp_specialized_tiles_have_two_consumers_rows_and_two_buffers() -> None:
+    from vqcodec.kernels.gluon_nearest_code import TileConfig
+
+    with pytest.raises(ValueError, match="128 rows"):
+        TileConfig(64, 128, 4, x_buffers=2, warp_specialized=True)
+    # With one row buffer a consumer would wait for its next rows before freeing the buffer.
+    with pytest.raises(ValueError, match="x_buffers=2"):
+        TileConfig(128, 128, 4, x_buffers=1, warp_specialized=True)
+    with pytest.raises(ValueError, match="norms"):
+        TileConfig(128, 128, 4, x_buffers=2, column_norms=True, warp_specialized=True)
+
+
+@pytest.mark.parametrize(
+    "d,k,rows,expected",
+    [
+        (64, 65536, 65536, True),
+        (128, 1024, 2**19, True),
+        (8, 1024, 2**18, True),
+        (128, 1024, 32768, False),  # too few (row, code) pairs
+        (256, 16384, 65536, False),  # D > 128: four tiles and four row buffers do not fit
+        (64, 256, 2**20, False),  # two codebook tiles: padding would cost a third product
+        (64, 257, 2**20, True),
+    ],
+)
+def test_warp_specialized_kernel_takes_large_searches_of_three_tiles_or_more(
+    d: int, k: int, rows: int, expected: bool
+) -> None:
+    from vqcodec.kernels.gluon_nearest_code import default_config
+
+    assert default_config(d, k, rows).warp_specialized is expected
