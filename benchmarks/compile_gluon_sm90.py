@@ -59,10 +59,8 @@ def compile_kernel(n: int, k: int, d: int, config) -> dict:
         codebook = torch.zeros(k, d, dtype=torch.bfloat16)
         d_pad = hopper.padded_dim(d)
         block_k = config.block_k
-        num_tiles = triton.cdiv(k, block_k)
-        if config.warp_specialized:
-            num_tiles = max(num_tiles, hopper.WS_MIN_TILES)
-        k_pad = (num_tiles + 1) * block_k
+        num_tiles = hopper.searched_tiles(k, config)
+        k_pad = (num_tiles + 1) * block_k  # as PreparedSearch.build pads
         x_rows = hopper.ROWS_PER_CONSUMER if config.warp_specialized else config.block_n
         descriptors = [
             TensorDescriptor(

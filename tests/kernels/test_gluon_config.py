@@ -37,3 +37,16 @@ def test_warp_specialized_kernel_takes_large_searches_of_three_tiles_or_more(
     from vqcodec.kernels.gluon_nearest_code import default_config
 
     assert default_config(d, k, rows).warp_specialized is expected
+
+
+@pytest.mark.parametrize(
+    "k,plain,warp_specialized", [(1, 1, 3), (200, 2, 3), (257, 3, 3), (1000, 8, 8)]
+)
+def test_warp_specialized_launches_search_at_least_three_codebook_tiles(
+    k: int, plain: int, warp_specialized: int
+) -> None:
+    from vqcodec.kernels.gluon_nearest_code import TileConfig, searched_tiles
+
+    assert searched_tiles(k, TileConfig(64, 128, 2)) == plain
+    ws = TileConfig(128, 128, 4, x_buffers=2, warp_specialized=True)
+    assert searched_tiles(k, ws) == warp_specialized

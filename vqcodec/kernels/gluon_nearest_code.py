@@ -648,6 +648,13 @@ def default_config(d: int, k: int, rows: int = 2**31) -> TileConfig:
     return TileConfig(128, 128, 2, column_norms=True)
 
 
+def searched_tiles(k: int, config: TileConfig) -> int:
+    """Codebook tiles a row tile searches: those of ``K`` codes, and for the warp-specialised
+    kernel at least ``WS_MIN_TILES`` (padding tiles: see ``_nearest_code_ws_kernel``)."""
+    tiles = triton.cdiv(k, config.block_k)
+    return max(tiles, WS_MIN_TILES) if config.warp_specialized else tiles
+
+
 def padded_dim(d: int) -> int:
     return max(16, triton.next_power_of_2(d))
 
@@ -733,9 +740,7 @@ class PreparedSearch:
         layouts = _layout(*x_block, element), _layout(*c_block, element)
         x_desc = TensorDescriptor(x2, [groups * n, d], [d, 1], x_block, layouts[0])
         c_desc = TensorDescriptor(c2, [groups * k, d], [d, 1], c_block, layouts[1])
-        num_tiles = triton.cdiv(k, config.block_k)
-        if config.warp_specialized:
-            num_tiles = max(num_tiles, WS_MIN_TILES)  # padding tiles: see the kernel
+        num_tiles = searched_tiles(k, config)
         # One spare tile of padding: the half-norms are loaded a tile ahead, one past the last.
         k_pad = (num_tiles + 1) * config.block_k
         programs = row_tiles = triton.cdiv(n, config.block_n)
