@@ -181,10 +181,11 @@ def test_hopper_kernel_is_nearest_on_its_rounded_operands(
     assert float(excess.max()) <= 1.0
 
 
-def _ws_config(block_k: int = 128):
+def _ws_config():
+    """The warp-specialised kernel's default launch."""
     from vqcodec.kernels.gluon_nearest_code import TileConfig
 
-    return TileConfig(128, block_k, 4, x_buffers=2, warp_specialized=True)
+    return TileConfig(128, 128, 4, x_buffers=2, warp_specialized=True)
 
 
 @on_hopper
