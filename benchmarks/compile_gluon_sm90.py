@@ -1,7 +1,7 @@
 """Compile the Gluon (Hopper) search kernel for sm_90 without a GPU, and report what ptxas made.
 
     python benchmarks/compile_gluon_sm90.py [--d 256] [--block-n 128] [--block-k 128] [--stages 2]
-        [--x-buffers 1] [--column-norms] [--warp-specialized]
+        [--x-buffers 1] [--column-norms] [--warp-specialized [--norms-in-product]]
 
 Prints registers, spills and shared memory per thread block, any ptxas note that the ``wgmma``
 products were serialised (which would undo the overlap), and the SASS instruction histogram of
@@ -71,10 +71,20 @@ def compile_kernel(n: int, k: int, d: int, config) -> dict:
         ]  # fmt: skip
         tensors = (*descriptors, torch.zeros(k_pad), torch.zeros(n, dtype=torch.int64))
         if config.warp_specialized:
+            terms_desc = None
+            if config.norms_in_product:
+                block = [block_k, hopper.TERMS_WIDTH]
+                terms_desc = TensorDescriptor(
+                    torch.zeros(k_pad, hopper.TERMS_WIDTH, dtype=torch.bfloat16),
+                    [k_pad, hopper.TERMS_WIDTH], [hopper.TERMS_WIDTH, 1], block,
+                    gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16),
+                )  # fmt: skip
+                tensors = (*descriptors, None, tensors[3])
             compiled = hopper._nearest_code_ws_kernel.warmup(
-                *tensors, n, k, k_pad, num_tiles, 0,
+                *tensors, n, k, k_pad, num_tiles, 0, terms_desc,
                 STAGES=config.stages, X_BUFFERS=config.x_buffers,
-                CONSUMER_REGISTERS=hopper.CONSUMER_REGISTERS, num_warps=config.num_warps,
+                CONSUMER_REGISTERS=hopper.CONSUMER_REGISTERS,
+                NORMS_IN_PRODUCT=config.norms_in_product, num_warps=config.num_warps,
                 maxnreg=hopper.WS_MAXNREG, grid=(1,),
             )  # fmt: skip
         else:
@@ -161,6 +171,9 @@ def main() -> None:
     parser.add_argument(
         "--warp-specialized", action="store_true", help="the warp-specialised kernel"
     )
+    parser.add_argument(
+        "--norms-in-product", action="store_true", help="TileConfig.norms_in_product"
+    )
     args = parser.parse_args()
     from vqcodec.kernels.gluon_nearest_code import TileConfig
 
@@ -168,6 +181,7 @@ def main() -> None:
         args.block_n, args.block_k, args.stages,
         x_buffers=args.x_buffers or (2 if args.warp_specialized else 1),
         column_norms=args.column_norms, warp_specialized=args.warp_specialized,
+        norms_in_product=args.norms_in_product,
     )  # fmt: skip
     result = summary(compile_kernel(args.n, args.k, args.d, config))
     print(

@@ -5,13 +5,13 @@
 For each shape (fast mode, bf16 inputs), replayed from CUDA graphs so that no host time counts:
 the full call (the codes' half-norms, then the search), the half-norm kernel alone, and the
 search kernel alone in four builds: as shipped, without the keyed reduction (one float minimum
-per score instead: the least work that keeps the products alive), without the half-norm start
-of each product (products from zero), and without both, which leaves the product pipeline:
-TMA loads, ``wgmma`` and the waits. Each is timed at N rows and at 8·N rows; the difference
-gives the time per N rows once the GPU is full, the rest is the fixed part of a launch. Also
-timed: an empty kernel replayed the same way, and the half-norm kernel with 256 codes per
-program (its launch before this script's run). Floors use the bf16 matrix-product rate
-measured as in ``nearest_code.py``. The leaner builds give wrong indices; they only time.
+per score instead: the least work that keeps the products alive), without the half-norms
+(products from zero: neither the additions before each product nor, with
+``TileConfig.norms_in_product``, the extra k step), and without both, which leaves the product
+pipeline: TMA loads, ``wgmma`` and the waits. Each is timed at N rows and at 8·N rows; the
+difference gives the time per N rows once the GPU is full, the rest is the fixed part of a
+launch. Also timed: an empty kernel replayed the same way. Floors use the bf16 matrix-product
+rate measured as in ``nearest_code.py``. The leaner builds give wrong indices; they only time.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ import triton
 from nearest_code import graph_time, matmul_rate  # this folder's script (sys.path[0])
 
 from vqcodec.kernels import gluon_nearest_code as gluon_search
-from vqcodec.kernels import triton_nearest_code as triton_search
 
 SHAPES = ["65536,1024,128", "65536,65536,64", "65536,16384,256"]
 PARTS = {  # name: (keyed reduction, half-norm start)
     "search as shipped": (True, True),
     "without keyed reduction": (False, True),
-    "without half-norm start": (True, False),
+    "without half-norms": (True, False),
     "products only": (False, False),
 }
 SCALE = 8
@@ -38,15 +37,6 @@ SCALE = 8
 @triton.jit
 def _empty_kernel(pointer):
     pass
-
-
-def half_norms_256(codebook: torch.Tensor, out: torch.Tensor) -> None:
-    """The half-norm launch before this script: 256 codes per program, 64 dimensions a load."""
-    _, k, d = codebook.shape
-    triton_search._half_norm_kernel[(triton.cdiv(out.shape[1], 256), 1)](
-        codebook, out, k, out.shape[1], d, gluon_search.FAR, BLOCK_K=256,
-        BLOCK_D=min(max(16, triton.next_power_of_2(d)), 64),
-    )  # fmt: skip
 
 
 def run_shape(n: int, k: int, d: int, rate: float, rounds: int) -> None:
@@ -65,11 +55,10 @@ def run_shape(n: int, k: int, d: int, rate: float, rounds: int) -> None:
         print(f"  round {round_ + 1}:")
         full = graph_time(lambda: gluon_search.nearest_code_gluon(x[:n], c)) * 1e3
         norms = graph_time(small.compute_half_norms) * 1e3
-        norms_256 = graph_time(lambda: half_norms_256(small.codebook, small.code_half_norms)) * 1e3
         nothing = graph_time(lambda: _empty_kernel[(1,)](empty)) * 1e3
         print(
             f"    full call {full:.1f} us ({full / floor_us:.2f} x floor); half-norm kernel "
-            f"{norms:.1f} us (256 codes a program: {norms_256:.1f}); empty kernel {nothing:.1f} us"
+            f"{norms:.1f} us; empty kernel {nothing:.1f} us"
         )
         for name, (keyed, add_norms) in PARTS.items():
             at_n = graph_time(lambda: small.run(keyed, add_norms)) * 1e3

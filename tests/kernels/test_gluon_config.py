@@ -17,6 +17,24 @@ def test_warp_specialized_tiles_have_two_consumers_rows_and_two_buffers() -> Non
         TileConfig(128, 128, 4, x_buffers=1, warp_specialized=True)
     with pytest.raises(ValueError, match="norms"):
         TileConfig(128, 128, 4, x_buffers=2, column_norms=True, warp_specialized=True)
+    # Only the warp-specialised consumers multiply the half-norm terms.
+    with pytest.raises(ValueError, match="warp-specialised"):
+        TileConfig(64, 128, 2, norms_in_product=True)
+
+
+@pytest.mark.parametrize(
+    "d,expected", [(8, False), (16, False), (24, True), (32, True), (40, True), (128, True)]
+)
+def test_warp_specialized_launches_multiply_the_half_norms_from_d_32(
+    d: int, expected: bool
+) -> None:
+    """The extra k step costs a product 16/D_pad more: measured slower at D = 8 (padded to 16),
+    faster at D = 32, 64 and 128 (``NORMS_IN_PRODUCT_MIN_D``)."""
+    from vqcodec.kernels.gluon_nearest_code import default_config
+
+    config = default_config(d, 4096, 2**20)
+    assert config.warp_specialized
+    assert config.norms_in_product is expected
 
 
 @pytest.mark.parametrize(

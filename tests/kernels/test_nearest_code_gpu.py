@@ -68,6 +68,23 @@ def test_half_norms_of_irregular_codebooks(groups: int, k: int, d: int) -> None:
     assert bool((got[:, k:] == 7.0).all())
 
 
+@pytest.mark.parametrize("groups,k,d", [(1, 1, 1), (3, 17, 33), (2, 1000, 520), (1, 4097, 256)])
+def test_half_norm_terms_add_up_to_the_half_norms(groups: int, k: int, d: int) -> None:
+    """The table the Hopper kernel multiplies to add the codes' half-norms: ones where the rows'
+    terms go, three bf16 terms that sum to the float32 half-norm, zeros, and padding rows."""
+    from vqcodec.kernels.triton_nearest_code import TERMS_WIDTH, half_norm_terms, half_norms
+
+    codebook = 3 * torch.randn(groups, k, d, device="cuda").bfloat16()
+    table = torch.empty(groups, k + 21, TERMS_WIDTH, dtype=torch.bfloat16, device="cuda")
+    half_norm_terms(codebook, out=table, fill=1e38)
+    norms = half_norms(codebook, padded_k=k + 21, fill=1e38)
+    assert bool((table[..., :3] == 1).all()) and bool((table[..., 6:] == 0).all())
+    total = table[..., 3:6].double().sum(-1)
+    # Three bf16 terms keep every bit of a float32: the sum is the float32 norm to its rounding.
+    torch.testing.assert_close(total, norms.double(), rtol=2.0**-23, atol=0.0)
+    assert bool((total[:, k:] > 0.99e38).all())
+
+
 @pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize("n,k,d", [(1000, 77, 5), (4099, 2000, 40), (257, 300, 300)])
 def test_integer_inputs_give_the_reference_indices_with_lowest_index_ties(
@@ -181,11 +198,17 @@ def test_hopper_kernel_is_nearest_on_its_rounded_operands(
     assert float(excess.max()) <= 1.0
 
 
-def _ws_config():
-    """The warp-specialised kernel's default launch."""
+def _ws_config(norms_in_product: bool = False):
+    """The warp-specialised kernel's default launch, the half-norms added before the products
+    or (``norms_in_product``) inside them."""
     from vqcodec.kernels.gluon_nearest_code import TileConfig
 
-    return TileConfig(128, 128, 4, x_buffers=2, warp_specialized=True)
+    return TileConfig(
+        128, 128, 4, x_buffers=2, warp_specialized=True, norms_in_product=norms_in_product
+    )
+
+
+WS_NORMS = pytest.mark.parametrize("norms_in_product", [False, True], ids=["added", "in_product"])
 
 
 @on_hopper
@@ -199,10 +222,15 @@ def _ws_config():
         (1000, 77, 8, True),
         (40_001, 2000, 40, True),
         (5000, 1000, 64, True),
+        (5000, 1000, 128, True),
+        (1000, 77, 8, "in_product"),
+        (40_001, 2000, 40, "in_product"),
+        (5000, 1000, 64, "in_product"),
+        (5000, 1000, 128, "in_product"),
     ],
 )
 def test_hopper_kernel_gives_reference_indices_and_lowest_index_ties(
-    n: int, k: int, d: int, warp_specialized: bool
+    n: int, k: int, d: int, warp_specialized: bool | str
 ) -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
 
@@ -210,16 +238,23 @@ def test_hopper_kernel_gives_reference_indices_and_lowest_index_ties(
     codebook = torch.randint(-3, 4, (k, d), device="cuda").bfloat16()
     codebook[k // 2 : 2 * (k // 2)] = codebook[: k // 2]  # duplicated codes: ties
     expected = nearest_code_reference(x.float().cpu(), codebook.float().cpu()).cuda()
-    config = _ws_config() if warp_specialized else None
+    config = _ws_config(warp_specialized == "in_product") if warp_specialized else None
     assert torch.equal(hopper.nearest_code_gluon(x, codebook, config), expected)
 
 
 @on_hopper
 @pytest.mark.parametrize(
-    "n,k,warp_specialized", [(1001, 33, False), (1001, 33, True), (40_001, 300, True)]
+    "n,k,warp_specialized",
+    [
+        (1001, 33, False),
+        (1001, 33, True),
+        (40_001, 300, True),
+        (1001, 33, "in_product"),
+        (40_001, 300, "in_product"),
+    ],
 )
 def test_hopper_kernel_groups_never_pick_a_neighbouring_groups_codes(
-    n: int, k: int, warp_specialized: bool
+    n: int, k: int, warp_specialized: bool | str
 ) -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
 
@@ -227,7 +262,7 @@ def test_hopper_kernel_groups_never_pick_a_neighbouring_groups_codes(
     # padding bug would pick one of them (an index >= K). The warp-specialised launch at K = 33
     # also searches two padding tiles past the codebook.
     g, d = 3, 64
-    config = _ws_config() if warp_specialized else None
+    config = _ws_config(warp_specialized == "in_product") if warp_specialized else None
     x = torch.randn(g, n, d, device="cuda").bfloat16()
     codebook = 10 + torch.randn(g, k, d, device="cuda").bfloat16()
     codebook[1, :] = x[0, :k]
@@ -318,31 +353,38 @@ WS_SHAPES = [
 @on_hopper
 @pytest.mark.parametrize("n,k,d", WS_SHAPES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@WS_NORMS
 def test_warp_specialized_kernel_makes_the_plain_kernels_choices(
-    n: int, k: int, d: int, dtype: torch.dtype
+    n: int, k: int, d: int, dtype: torch.dtype, norms_in_product: bool
 ) -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
 
     x = torch.randn(n, d, device="cuda").to(dtype)
     codebook = torch.randn(k, d, device="cuda").to(dtype)
-    idx = hopper.nearest_code_gluon(x, codebook, _ws_config())
+    idx = hopper.nearest_code_gluon(x, codebook, _ws_config(norms_in_product))
     excess = excess_distance(rounded(x), rounded(codebook), idx, relative=2.0**-15)
     assert float(excess.max()) <= 1.0
-    # Same 64-row products over the same codebook tiles, folded in the same order: the same
-    # choices, bit for bit, as one 64-row program a row tile.
-    plain = hopper.TileConfig(64, 128, 2)
-    assert torch.equal(idx, hopper.nearest_code_gluon(x, codebook, plain))
+    plain = hopper.nearest_code_gluon(x, codebook, hopper.TileConfig(64, 128, 2))
+    if not norms_in_product:
+        # Same 64-row products over the same codebook tiles, folded in the same order: the
+        # same choices, bit for bit, as one 64-row program a row tile.
+        assert torch.equal(idx, plain)
+    else:
+        # The tensor cores add the half-norms in another order and rounding: only codes whose
+        # distances agree to the last bits kept may differ.
+        assert float((idx != plain).float().mean()) <= 1e-3
 
 
 @on_hopper
 @pytest.mark.parametrize("n,k,d", [(999, 200, 128), (40_001, 1000, 64)])
+@WS_NORMS
 def test_dependent_launch_gives_the_same_codes_eager_and_in_a_cuda_graph(
-    n: int, k: int, d: int
+    n: int, k: int, d: int, norms_in_product: bool
 ) -> None:
     from vqcodec.kernels import gluon_nearest_code as hopper
 
     def search(x, codebook, dependent_launch):
-        prepared = hopper.PreparedSearch.build(x, codebook, _ws_config())
+        prepared = hopper.PreparedSearch.build(x, codebook, _ws_config(norms_in_product))
         assert prepared.dependent_launch  # the default for warp-specialised launches
         prepared.dependent_launch = dependent_launch
         prepared.compute_half_norms()
@@ -374,13 +416,16 @@ import torch
 from vqcodec.kernels import gluon_nearest_code as hopper
 
 ws = hopper.TileConfig(128, 128, 4, x_buffers=2, warp_specialized=True)
+terms = hopper.TileConfig(128, 128, 4, x_buffers=2, warp_specialized=True, norms_in_product=True)
 plain = hopper.TileConfig(64, 128, 2)
 torch.manual_seed(0)
 for g, n, k, d in [(1, 999, 200, 128), (1, 999, 100, 64), (2, 3001, 256, 40), (1, 999, 257, 128),
                    (1, 4099, 384, 64), (3, 7001, 1000, 40), (1, 40001, 1023, 128)]:
     x = torch.randn(g, n, d, device="cuda")
     c = torch.randn(g, k, d, device="cuda")
-    assert torch.equal(hopper.nearest_code_gluon(x, c, ws), hopper.nearest_code_gluon(x, c, plain))
+    expected = hopper.nearest_code_gluon(x, c, plain)
+    assert torch.equal(hopper.nearest_code_gluon(x, c, ws), expected)
+    assert float((hopper.nearest_code_gluon(x, c, terms) != expected).float().mean()) <= 1e-3
 torch.cuda.synchronize()
 print("launches done")
 """

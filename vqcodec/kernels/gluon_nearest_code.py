@@ -30,7 +30,12 @@ issue their own loads between products, and Gluon surrounds every mbarrier and T
 with a program-wide barrier; here those are off the consumers' path, the codebook is read from L2
 half as often, and each consumer starts its next row tile's first product before it folds the
 last tile of the current one. Same tiles and order of minima as the plain kernel with
-``BLOCK_K = 128``: the same choices, bit for bit.
+``BLOCK_K = 128``: the same choices, bit for bit. From ``D = 32`` on
+(``TileConfig.norms_in_product``) the two half-norms are not added to the accumulator before
+each product but enter it as one more 16-wide k step on the tensor cores (each half-norm split
+into three bf16 terms, all of its float32 bits): the consumers then do no work between a
+product's wait and the next product's issue but the reduction. The tensor cores add in another
+order, so codes whose distances agree to the last bits kept may be chosen differently.
 
 File order: kernel helpers, the plain kernel, the warp-specialised kernel, then the launcher.
 """
@@ -54,7 +59,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-from vqcodec.kernels.triton_nearest_code import half_norms
+from vqcodec.kernels.triton_nearest_code import TERMS_WIDTH, half_norm_terms, half_norms
 
 # Padding codes (past K, up to one whole tile past the last) get this half-norm: far from every
 # row, yet finite, so that writing a column into its low bits cannot make a NaN of it the way it
@@ -330,21 +335,49 @@ WS_MIN_TILES = 3
 
 
 @gluon.jit
-def _prepare_rows(x_smem, x_ready, item, half: gl.constexpr, exists, rows_layout: gl.constexpr):
+def _prepare_rows(
+    x_smem,
+    row_terms_smem,
+    x_ready,
+    item,
+    half: gl.constexpr,
+    exists,
+    rows_layout: gl.constexpr,
+    NORMS_IN_PRODUCT: gl.constexpr,
+):
     """Wait for this consumer's rows of its program's ``item``-th row tile, negate them in place;
-    returns their buffer number, the buffer and the rows' half-norms (in ``rows_layout``).
-    Without ``exists`` (no such item) nothing is waited for and the results are discarded."""
+    returns their buffer number, the buffer and the rows' half-norms: in ``rows_layout``, or with
+    ``NORMS_IN_PRODUCT`` the buffer of their terms (row ``[h, m, l, 1, 1, 1, 0, …]``, the product
+    partner of ``half_norm_terms``'s table). Without ``exists`` (no such item) nothing is waited
+    for and the results are discarded."""
     X_BUFFERS: gl.constexpr = x_smem.shape[0] // 2
     b = (item % X_BUFFERS) * 2 + half
     x_buffer = x_smem.index(b)
     mbarrier.wait(x_ready.index(b), (item // X_BUFFERS) & 1, pred=exists)
     rows_blocked: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
     x = x_buffer.load(rows_blocked).to(gl.float32)
-    row_half_norm = gl.convert_layout(0.5 * gl.sum(x * x, axis=1), rows_layout)
+    row_half_norm = 0.5 * gl.sum(x * x, axis=1)
+    if not NORMS_IN_PRODUCT:
+        row_norms = gl.convert_layout(row_half_norm, rows_layout)
     x_buffer.store((-x).to(x_buffer.dtype))
+    if NORMS_IN_PRODUCT:
+        terms_layout: gl.constexpr = gl.BlockedLayout([1, 8], [16, 2], [4, 1], [1, 0])
+        row_half_norm = gl.convert_layout(row_half_norm, gl.SliceLayout(1, terms_layout))
+        high = row_half_norm.to(gl.bfloat16).to(gl.float32)
+        middle = (row_half_norm - high).to(gl.bfloat16).to(gl.float32)
+        low = gl.expand_dims(row_half_norm - high - middle, 1)  # exact in float32
+        TERMS: gl.constexpr = row_terms_smem.shape[2]
+        column = gl.arange(0, TERMS, layout=gl.SliceLayout(0, terms_layout))
+        column = gl.expand_dims(column, 0)
+        terms = gl.where(column < 6, 1.0, 0.0)
+        terms = gl.where(column == 2, low, terms)
+        terms = gl.where(column == 1, gl.expand_dims(middle, 1), terms)
+        terms = gl.where(column == 0, gl.expand_dims(high, 1), terms)
+        row_norms = row_terms_smem.index(b)
+        row_norms.store(terms.to(gl.bfloat16))
     fence_async_shared()
     gl.thread_barrier()  # of this partition: every warp's rows are stored before the products
-    return b, x_buffer, row_half_norm
+    return b, x_buffer, row_norms
 
 
 @gluon.jit
@@ -358,15 +391,80 @@ def _wait_for_prior_kernels():
 
 
 @gluon.jit
+def _next_code_norms(
+    half_norm_ptr,
+    t,
+    K_PAD,
+    BLOCK_K: gl.constexpr,
+    layout: gl.constexpr,
+    NORMS_IN_PRODUCT: gl.constexpr,
+):
+    """Codebook tile ``t``'s half-norms for :func:`_start_ws_tile`, loaded a tile ahead; with
+    ``NORMS_IN_PRODUCT`` they come with the codebook tile, and a scalar zero (unused: loop-carried
+    values must be tensors) stands in."""
+    if NORMS_IN_PRODUCT:
+        norms = gl.to_tensor(0.0)
+    else:
+        norms = _load_half_norms(half_norm_ptr, t, K_PAD, BLOCK_K, layout)
+    return norms
+
+
+@gluon.jit
+def _start_ws_tile(
+    x_buffer,
+    row_norms,
+    code_norms,
+    c_smem,
+    code_terms_smem,
+    c_ready,
+    exists,
+    g,
+    layout: gl.constexpr,
+    ADD_NORMS: gl.constexpr,
+    NORMS_IN_PRODUCT: gl.constexpr,
+):
+    """A consumer's :func:`_start_tile`. With ``NORMS_IN_PRODUCT`` the product starts with the
+    extra k step ``row terms · code terms`` (``row_norms``: the rows' terms buffer; both
+    half-norms, each as three bf16 terms), then adds ``(−x)·c`` (``code_norms`` unused)."""
+    if NORMS_IN_PRODUCT:
+        STAGES: gl.constexpr = c_smem.shape[0]
+        BLOCK_K: gl.constexpr = c_smem.shape[1]
+        slot = g % STAGES
+        acc = gl.zeros([_HALF, BLOCK_K], gl.float32, layout)  # not read: use_acc=False
+        mbarrier.wait(c_ready.index(slot), (g // STAGES) & 1, pred=exists)
+        if ADD_NORMS:
+            acc = warpgroup_mma(
+                row_norms, code_terms_smem.index(slot).permute((1, 0)), acc, use_acc=False,
+                is_async=True,
+            )  # fmt: skip
+        acc = warpgroup_mma(
+            x_buffer, c_smem.index(slot).permute((1, 0)), acc, use_acc=ADD_NORMS, is_async=True
+        )
+    else:
+        acc = _start_tile(
+            x_buffer, c_smem, c_ready, row_norms, code_norms, exists, g, layout, ADD_NORMS
+        )
+    return acc
+
+
+@gluon.jit
 def _loader(
-    args, half: gl.constexpr, WAIT: gl.constexpr, KEYED: gl.constexpr, ADD_NORMS: gl.constexpr
+    args,
+    half: gl.constexpr,
+    WAIT: gl.constexpr,
+    KEYED: gl.constexpr,
+    ADD_NORMS: gl.constexpr,
+    NORMS_IN_PRODUCT: gl.constexpr,
 ):
     """The loading warp: for each of the program's row tiles, both consumers' rows (once their
     buffer is free), then every codebook tile into the ring (once both consumers are done with
-    the slot). ``half``, ``WAIT``, ``KEYED`` and ``ADD_NORMS`` are unused (the worker
-    partitions share one signature): neither rows nor codes come from the prior kernel."""
+    the slot), with ``NORMS_IN_PRODUCT`` each tile's rows of the half-norm terms table on the
+    same barrier. ``half``, ``KEYED`` and ``ADD_NORMS`` are unused (the worker partitions share
+    one signature). ``WAIT``: wait for the prior kernel (which writes the terms table) before
+    the first table load; neither rows nor codes come from it."""
     (x_desc, c_desc, half_norm_ptr, out_ptr, N, K, K_PAD, num_tiles, zero,
-     x_smem, c_smem, x_ready, x_empty, c_ready, c_empty) = args  # fmt: skip
+     x_smem, c_smem, x_ready, x_empty, c_ready, c_empty, terms_desc, code_terms_smem,
+     row_terms_smem) = args  # fmt: skip
     BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
     STAGES: gl.constexpr = c_smem.shape[0]
     X_BUFFERS: gl.constexpr = x_smem.shape[0] // 2
@@ -386,7 +484,20 @@ def _loader(
         for t in range(num_tiles):
             slot = g % STAGES
             mbarrier.wait(c_empty.index(slot), ((g // STAGES) & 1) ^ 1)
-            mbarrier.expect(c_ready.index(slot), c_desc.block_type.nbytes)
+            if NORMS_IN_PRODUCT:
+                if WAIT:
+                    if g == 0:
+                        _wait_for_prior_kernels()
+                nbytes: gl.constexpr = c_desc.block_type.nbytes + terms_desc.block_type.nbytes
+                mbarrier.expect(c_ready.index(slot), nbytes)
+                tma.async_copy_global_to_shared(
+                    terms_desc,
+                    [group * K_PAD + t * BLOCK_K, 0],
+                    c_ready.index(slot),
+                    code_terms_smem.index(slot),
+                )
+            else:
+                mbarrier.expect(c_ready.index(slot), c_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(
                 c_desc, [group * K + t * BLOCK_K, 0], c_ready.index(slot), c_smem.index(slot)
             )
@@ -395,20 +506,29 @@ def _loader(
 
 @gluon.jit
 def _consumer(
-    args, half: gl.constexpr, WAIT: gl.constexpr, KEYED: gl.constexpr, ADD_NORMS: gl.constexpr
+    args,
+    half: gl.constexpr,
+    WAIT: gl.constexpr,
+    KEYED: gl.constexpr,
+    ADD_NORMS: gl.constexpr,
+    NORMS_IN_PRODUCT: gl.constexpr,
 ):
     """One consumer warpgroup: rows ``[64·half, 64·half + 64)`` of each of its program's row
     tiles. The tile loop is the plain kernel's (two accumulators in turn), except that a slot is
     handed back to the loader instead of refilled, and that the next row tile's first product
     starts before the last tile of this one is folded (the rows are prepared just before).
-    ``WAIT``: wait for the prior kernels before the first half-norms are read."""
+    ``WAIT``: wait for the prior kernels before the first half-norms are read (with
+    ``NORMS_IN_PRODUCT`` the loader waits: the consumers read no norms, they come in the codebook
+    tiles' ring as terms of the product)."""
     (x_desc, c_desc, half_norm_ptr, out_ptr, N, K, K_PAD, num_tiles, zero,
-     x_smem, c_smem, x_ready, x_empty, c_ready, c_empty) = args  # fmt: skip
+     x_smem, c_smem, x_ready, x_empty, c_ready, c_empty, terms_desc, code_terms_smem,
+     row_terms_smem) = args  # fmt: skip
     BLOCK_K: gl.constexpr = c_desc.block_type.shape[0]
     STAGES: gl.constexpr = c_smem.shape[0]
     group = gl.program_id(1)
     num_items = gl.cdiv(gl.cdiv(N, 2 * _HALF) - gl.program_id(0), gl.num_programs(0))
-    half_norm_ptr += group.to(gl.int64) * K_PAD
+    if not NORMS_IN_PRODUCT:
+        half_norm_ptr += group.to(gl.int64) * K_PAD
     layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_K, 16]
     )
@@ -416,12 +536,17 @@ def _consumer(
     norms_layout: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
     columns = gl.expand_dims(gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, layout)), 0) + zero
 
-    b, x_buffer, row_half_norm = _prepare_rows(x_smem, x_ready, 0, half, True, rows_layout)
-    if WAIT:
+    b, x_buffer, row_norms = _prepare_rows(
+        x_smem, row_terms_smem, x_ready, 0, half, True, rows_layout, NORMS_IN_PRODUCT
+    )
+    if WAIT and not NORMS_IN_PRODUCT:
         _wait_for_prior_kernels()  # the code half-norms are written (rows and codes need not)
-    norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout)
-    acc_a = _start_tile(x_buffer, c_smem, c_ready, row_half_norm, norms, True, 0, layout, ADD_NORMS)
-    norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout)
+    norms = _next_code_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout, NORMS_IN_PRODUCT)
+    acc_a = _start_ws_tile(
+        x_buffer, row_norms, norms, c_smem, code_terms_smem, c_ready, True, 0, layout,
+        ADD_NORMS, NORMS_IN_PRODUCT,
+    )  # fmt: skip
+    norms = _next_code_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout, NORMS_IN_PRODUCT)
     acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_a,))
     for item in range(num_items):
         # acc_a holds this row tile's first codebook tile, finished; norms: the second's.
@@ -433,17 +558,23 @@ def _consumer(
         for t in range(0, num_tiles - 2, 2):
             g = g0 + t
             mbarrier.arrive(c_empty.index(g % STAGES))
-            acc_b = _start_tile(
-                x_buffer, c_smem, c_ready, row_half_norm, norms, True, g + 1, layout, ADD_NORMS
+            acc_b = _start_ws_tile(
+                x_buffer, row_norms, norms, c_smem, code_terms_smem, c_ready, True, g + 1, layout,
+                ADD_NORMS, NORMS_IN_PRODUCT,
+            )  # fmt: skip
+            norms = _next_code_norms(
+                half_norm_ptr, t + 2, K_PAD, BLOCK_K, norms_layout, NORMS_IN_PRODUCT
             )
-            norms = _load_half_norms(half_norm_ptr, t + 2, K_PAD, BLOCK_K, norms_layout)
             best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
             acc_b = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
             mbarrier.arrive(c_empty.index((g + 1) % STAGES))
-            acc_a = _start_tile(
-                x_buffer, c_smem, c_ready, row_half_norm, norms, True, g + 2, layout, ADD_NORMS
+            acc_a = _start_ws_tile(
+                x_buffer, row_norms, norms, c_smem, code_terms_smem, c_ready, True, g + 2, layout,
+                ADD_NORMS, NORMS_IN_PRODUCT,
+            )  # fmt: skip
+            norms = _next_code_norms(
+                half_norm_ptr, t + 3, K_PAD, BLOCK_K, norms_layout, NORMS_IN_PRODUCT
             )
-            norms = _load_half_norms(half_norm_ptr, t + 3, K_PAD, BLOCK_K, norms_layout)
             best, best_index = _fold_tile(
                 acc_b, (t + 1) * BLOCK_K, best, best_index, columns, KEYED
             )
@@ -453,26 +584,30 @@ def _consumer(
             t = num_tiles - 2
             g = g0 + t
             mbarrier.arrive(c_empty.index(g % STAGES))
-            acc_b = _start_tile(
-                x_buffer, c_smem, c_ready, row_half_norm, norms, True, g + 1, layout, ADD_NORMS
-            )
+            acc_b = _start_ws_tile(
+                x_buffer, row_norms, norms, c_smem, code_terms_smem, c_ready, True, g + 1, layout,
+                ADD_NORMS, NORMS_IN_PRODUCT,
+            )  # fmt: skip
             # The next row tile's rows are prepared while the tensor cores work.
             b_next, x_next, norm_next = _prepare_rows(
-                x_smem, x_ready, item + 1, half, more, rows_layout
-            )
+                x_smem, row_terms_smem, x_ready, item + 1, half, more, rows_layout,
+                NORMS_IN_PRODUCT,
+            )  # fmt: skip
             best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
             acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
         else:
             b_next, x_next, norm_next = _prepare_rows(
-                x_smem, x_ready, item + 1, half, more, rows_layout
-            )
+                x_smem, row_terms_smem, x_ready, item + 1, half, more, rows_layout,
+                NORMS_IN_PRODUCT,
+            )  # fmt: skip
         # acc_a holds the last tile, finished: the next row tile's first product starts first.
         mbarrier.arrive(c_empty.index((g0 + num_tiles - 1) % STAGES))
-        norms = _load_half_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout)
-        acc_b = _start_tile(
-            x_next, c_smem, c_ready, norm_next, norms, more, g0 + num_tiles, layout, ADD_NORMS
-        )
-        norms = _load_half_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout)
+        norms = _next_code_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout, NORMS_IN_PRODUCT)
+        acc_b = _start_ws_tile(
+            x_next, norm_next, norms, c_smem, code_terms_smem, c_ready, more, g0 + num_tiles,
+            layout, ADD_NORMS, NORMS_IN_PRODUCT,
+        )  # fmt: skip
+        norms = _next_code_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout, NORMS_IN_PRODUCT)
         best, best_index = _fold_tile(
             acc_a, (num_tiles - 1) * BLOCK_K, best, best_index, columns, KEYED
         )
@@ -485,12 +620,18 @@ def _consumer(
         mbarrier.arrive(x_empty.index(b))  # the products that read these rows are all done
         b = b_next
         x_buffer = x_next
-        row_half_norm = norm_next
+        row_norms = norm_next
 
 
 @gluon.jit
-def _first_consumer(args, WAIT: gl.constexpr, KEYED: gl.constexpr, ADD_NORMS: gl.constexpr):
-    _consumer(args, 0, WAIT, KEYED, ADD_NORMS)
+def _first_consumer(
+    args,
+    WAIT: gl.constexpr,
+    KEYED: gl.constexpr,
+    ADD_NORMS: gl.constexpr,
+    NORMS_IN_PRODUCT: gl.constexpr,
+):
+    _consumer(args, 0, WAIT, KEYED, ADD_NORMS, NORMS_IN_PRODUCT)
 
 
 @gluon.jit
@@ -504,12 +645,14 @@ def _nearest_code_ws_kernel(
     K_PAD,
     num_tiles,
     zero,
+    terms_desc,
     STAGES: gl.constexpr,
     X_BUFFERS: gl.constexpr,
     CONSUMER_REGISTERS: gl.constexpr,
     DEPENDENT_LAUNCH: gl.constexpr = False,
     KEYED: gl.constexpr = True,
     ADD_NORMS: gl.constexpr = True,
+    NORMS_IN_PRODUCT: gl.constexpr = False,
 ):
     """Warp-specialised search: program ``(p, group)`` searches the group's 128-row tiles
     ``p, p + P, ...``. Its loading warp fills ``X_BUFFERS`` row buffers (one a consumer each) and
@@ -527,7 +670,13 @@ def _nearest_code_ws_kernel(
     ``DEPENDENT_LAUNCH``: launched with programmatic dependent launch right after the half-norm
     kernel (which lets it start), so the rows and first codebook tiles load and the rows are
     negated while the norms are still being written; the consumers wait for them only before
-    their first product."""
+    their first product (with ``NORMS_IN_PRODUCT`` the loader, before its first table load).
+
+    ``NORMS_IN_PRODUCT`` (``TileConfig.norms_in_product``): ``half_norm_ptr`` is unused and
+    ``terms_desc`` reads the ``[G·K_PAD, 16]`` table of ``half_norm_terms``; each product gets one
+    more 16-wide k step, the row terms (written by the consumer with its negated rows) times
+    those of the codes, which adds both half-norms on the tensor cores instead of 64 float
+    additions before each product."""
     x_smem = gl.allocate_shared_memory(
         x_desc.dtype, [2 * X_BUFFERS] + x_desc.block_type.shape, x_desc.layout
     )
@@ -544,14 +693,30 @@ def _nearest_code_ws_kernel(
     for s in gl.static_range(STAGES):
         mbarrier.init(c_ready.index(s), count=1)
         mbarrier.init(c_empty.index(s), count=2)  # both consumers hand the slot back
+    if NORMS_IN_PRODUCT:
+        code_terms_smem = gl.allocate_shared_memory(
+            terms_desc.dtype, [STAGES] + terms_desc.block_type.shape, terms_desc.layout
+        )
+        # The same layout as the codes' terms: with 16 columns it does not depend on the rows.
+        row_terms_smem = gl.allocate_shared_memory(
+            terms_desc.dtype,
+            [2 * X_BUFFERS, _HALF] + terms_desc.block_type.shape[1:],
+            terms_desc.layout,
+        )
+    else:
+        # Stand-ins, never read: the partitions' argument tuple holds values only.
+        terms_desc = c_desc
+        code_terms_smem = c_smem
+        row_terms_smem = x_smem
     args = (x_desc, c_desc, half_norm_ptr, out_ptr, N, K, K_PAD, num_tiles, zero,
-            x_smem, c_smem, x_ready, x_empty, c_ready, c_empty)  # fmt: skip
+            x_smem, c_smem, x_ready, x_empty, c_ready, c_empty, terms_desc, code_terms_smem,
+            row_terms_smem)  # fmt: skip
     # Tuples carry runtime values: the compile-time switches go as arguments of their own.
     gl.warp_specialize(
         [
-            (_first_consumer, (args, DEPENDENT_LAUNCH, KEYED, ADD_NORMS)),
-            (_consumer, (args, 1, DEPENDENT_LAUNCH, KEYED, ADD_NORMS)),
-            (_loader, (args, 0, DEPENDENT_LAUNCH, KEYED, ADD_NORMS)),
+            (_first_consumer, (args, DEPENDENT_LAUNCH, KEYED, ADD_NORMS, NORMS_IN_PRODUCT)),
+            (_consumer, (args, 1, DEPENDENT_LAUNCH, KEYED, ADD_NORMS, NORMS_IN_PRODUCT)),
+            (_loader, (args, 0, DEPENDENT_LAUNCH, KEYED, ADD_NORMS, NORMS_IN_PRODUCT)),
         ],
         [4, 1],
         [CONSUMER_REGISTERS, 24],
@@ -579,7 +744,13 @@ class TileConfig:
     ``warp_specialized``: the warp-specialised kernel (one persistent program a multiprocessor,
     128-row tiles split between two consumer warpgroups); ``block_n`` must then be 128 and
     ``x_buffers`` 2 (a consumer prepares its next rows while its last products read the current
-    ones), ``programs_per_sm`` is ignored and ``column_norms`` not offered."""
+    ones), ``programs_per_sm`` is ignored and ``column_norms`` not offered.
+
+    ``norms_in_product`` (warp-specialised launches only): the half-norms enter each product as
+    one more 16-wide k step on the tensor cores (row terms times code terms, each half-norm split
+    into three bf16 terms: ``half_norm_terms``) instead of being added to the accumulator before
+    it, 64 float additions a consumer thread and tile. Nothing is added before a product any
+    more; the cost is a product 16/D longer (see ``NORMS_IN_PRODUCT_MIN_D``)."""
 
     block_n: int
     block_k: int
@@ -588,9 +759,12 @@ class TileConfig:
     x_buffers: int = 1
     column_norms: bool = False
     warp_specialized: bool = False
+    norms_in_product: bool = False
 
     def __post_init__(self) -> None:
         if not self.warp_specialized:
+            if self.norms_in_product:
+                raise ValueError("norms_in_product needs a warp-specialised launch")
             return
         if self.block_n != 2 * ROWS_PER_CONSUMER:
             raise ValueError(f"warp-specialised tiles have {2 * ROWS_PER_CONSUMER} rows")
@@ -617,6 +791,16 @@ WS_MAXNREG = 168
 # to back), 1.08x at 131,072, 1.12-1.14x at 524,288; 1.08-1.13x at (65,536, 16,384, 128),
 # 1.15-1.17x at (262,144, 1,024, 8), 1.20-1.23x at (65,536, 65,536, 64) (docs/BENCHMARKS.md).
 WS_MIN_PAIRS = 2**26
+# Warp-specialised launches from this padded D on put the half-norms into the products
+# (TileConfig.norms_in_product): the extra 16-wide k step costs 16/D of a product, the additions
+# it replaces a fixed 64 a thread and tile. Side by side in one run (H100, 2026-11-23 00:42 UTC,
+# scratch/ab_ship.py; graph replay, back to back where given), added -> in the product:
+# (65,536, 1,024, 128) 36.5 -> 33.4 us back to back; (524,288, 1,024, 128) 249.5 -> 235.2;
+# (65,536, 16,384, 128) 449.2 -> 428.9; (262,144, 1,024, 64) 92.6 -> 83.3 back to back;
+# (65,536, 65,536, 64) 1,264.4 -> 1,268.1 (a tie); (262,144, 1,024, 32) 85.3 -> 74.4 back to
+# back; (65,536, 16,384, 32) 305.1 -> 252.9; but (262,144, 1,024, 8) 87.8 -> 105.4 back to back,
+# where D pads to 16 and the step doubles each product.
+NORMS_IN_PRODUCT_MIN_D = 32
 
 
 def default_config(d: int, k: int, rows: int = 2**31) -> TileConfig:
@@ -628,7 +812,10 @@ def default_config(d: int, k: int, rows: int = 2**31) -> TileConfig:
     d_pad = padded_dim(d)
     block_k = 128
     if d_pad <= 128 and rows * k >= WS_MIN_PAIRS and k > (WS_MIN_TILES - 1) * block_k:
-        return TileConfig(2 * ROWS_PER_CONSUMER, block_k, 4, x_buffers=2, warp_specialized=True)
+        return TileConfig(
+            2 * ROWS_PER_CONSUMER, block_k, 4, x_buffers=2, warp_specialized=True,
+            norms_in_product=d_pad >= NORMS_IN_PRODUCT_MIN_D,
+        )  # fmt: skip
     if d_pad <= 32:
         return TileConfig(128, 64, 3)
     if d_pad == 64:
@@ -712,7 +899,9 @@ class PreparedSearch:
     x_desc: TensorDescriptor
     c_desc: TensorDescriptor
     codebook: Tensor  # [G, K, D], bf16 or fp16
-    code_half_norms: Tensor  # [G, K_PAD] float32, filled by compute_half_norms
+    # Filled by compute_half_norms: [G, K_PAD] float32, or with config.norms_in_product the
+    # [G, K_PAD, 16] bf16 terms table (half_norm_terms) that terms_desc reads.
+    code_half_norms: Tensor
     out: Tensor  # [G, N] int64
     grid: tuple[int, int]
     config: TileConfig
@@ -721,6 +910,7 @@ class PreparedSearch:
     # The search starts while the half-norm kernel runs (warp-specialised launches only):
     # side by side on an H100 (2026-11-22) 0.995-1.054x, most at small N.
     dependent_launch: bool = False
+    terms_desc: TensorDescriptor | None = None
 
     @staticmethod
     def build(x: Tensor, codebook: Tensor, config: TileConfig | None = None) -> PreparedSearch:
@@ -748,21 +938,33 @@ class PreparedSearch:
         if per_sm:
             slots = per_sm * _multiprocessor_count(_device_index(x.device))
             programs = min(row_tiles, triton.cdiv(slots, groups))
+        terms_desc = None
+        if config.norms_in_product:
+            norms = torch.empty(groups, k_pad, TERMS_WIDTH, dtype=torch.bfloat16, device=x.device)
+            terms_block = [config.block_k, TERMS_WIDTH]
+            terms_desc = TensorDescriptor(
+                norms.view(groups * k_pad, TERMS_WIDTH), [groups * k_pad, TERMS_WIDTH],
+                [TERMS_WIDTH, 1], terms_block, _layout(*terms_block, gl.bfloat16),
+            )  # fmt: skip
+        else:
+            norms = torch.empty(groups, k_pad, dtype=torch.float32, device=x.device)
         return PreparedSearch(
             x_desc=x_desc,
             c_desc=c_desc,
             codebook=cs,
-            code_half_norms=torch.empty(groups, k_pad, dtype=torch.float32, device=x.device),
+            code_half_norms=norms,
             out=torch.empty(groups, n, dtype=torch.int64, device=x.device),
             grid=(programs, groups),
             config=config,
             batched=batched,
             num_tiles=num_tiles,
             dependent_launch=config.warp_specialized,
+            terms_desc=terms_desc,
         )
 
     def compute_half_norms(self) -> None:
-        half_norms(
+        write = half_norm_terms if self.config.norms_in_product else half_norms
+        write(
             self.codebook, fill=FAR, out=self.code_half_norms,
             launch_dependents=self.dependent_launch,
         )  # fmt: skip
@@ -774,13 +976,14 @@ class PreparedSearch:
         k = self.codebook.shape[1]
         with torch.cuda.device(self.out.device):
             if self.config.warp_specialized:
+                norms_in_product = self.config.norms_in_product
                 _nearest_code_ws_kernel[self.grid](
-                    self.x_desc, self.c_desc, self.code_half_norms, self.out, n, k,
-                    self.code_half_norms.shape[1], self.num_tiles, 0,
-                    STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
+                    self.x_desc, self.c_desc, None if norms_in_product else self.code_half_norms,
+                    self.out, n, k, self.code_half_norms.shape[1], self.num_tiles, 0,
+                    self.terms_desc, STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
                     CONSUMER_REGISTERS=CONSUMER_REGISTERS, DEPENDENT_LAUNCH=self.dependent_launch,
-                    KEYED=keyed, ADD_NORMS=add_norms, num_warps=4, maxnreg=WS_MAXNREG,
-                    launch_pdl=self.dependent_launch,
+                    KEYED=keyed, ADD_NORMS=add_norms, NORMS_IN_PRODUCT=norms_in_product,
+                    num_warps=4, maxnreg=WS_MAXNREG, launch_pdl=self.dependent_launch,
                 )  # fmt: skip
                 return self.out if self.batched else self.out[0]
             _nearest_code_kernel[self.grid](

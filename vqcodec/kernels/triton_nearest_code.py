@@ -155,6 +155,11 @@ def _nearest_code_kernel(
     tl.store(out_ptr + rows, best_index.to(tl.int64), mask=row_ok)
 
 
+# The half-norm terms table's row width: one k step of a bf16 tensor-core product.
+TERMS_WIDTH = 16
+_TERMS_WIDTH = tl.constexpr(TERMS_WIDTH)
+
+
 @triton.jit
 def _half_norm_kernel(
     codebook_ptr,
@@ -166,6 +171,7 @@ def _half_norm_kernel(
     BLOCK_K: tl.constexpr,
     BLOCK_D: tl.constexpr,
     LAUNCH_DEPENDENTS: tl.constexpr = False,
+    AS_TERMS: tl.constexpr = False,
 ):
     """``0.5·‖c‖²`` per code in float32, without a float32 copy of the codebook.
 
@@ -173,12 +179,14 @@ def _half_norm_kernel(
     (padding up to ``K_OUT``) get ``fill``. ``LAUNCH_DEPENDENTS`` (sm_90 and later) lets a
     kernel launched next with programmatic dependent launch start at once; it must wait
     (``griddepcontrol.wait``) before it reads the norms.
+
+    ``AS_TERMS``: ``out`` is ``[G, K_OUT, 16]`` bf16 and row ``k`` is ``[1, 1, 1, h, m, l, 0, …]``
+    with ``h + m + l`` the half-norm split into three bf16 terms (see :func:`half_norm_terms`).
     """
     if LAUNCH_DEPENDENTS:
         tl.extra.cuda.gdc_launch_dependents()
     group = tl.program_id(1).to(tl.int64)
     codebook_ptr += group * K * D
-    out_ptr += group * K_OUT
     codes = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
     code_ok = codes < K
     total = tl.zeros((BLOCK_K,), tl.float32)
@@ -190,7 +198,27 @@ def _half_norm_kernel(
             other=0.0,
         ).to(tl.float32)
         total += tl.sum(c * c, axis=1)
-    tl.store(out_ptr + codes, tl.where(code_ok, 0.5 * total, fill), mask=codes < K_OUT)
+    half_norm = tl.where(code_ok, 0.5 * total, fill)
+    if AS_TERMS:
+        out_ptr += group * K_OUT * _TERMS_WIDTH
+        high = half_norm.to(tl.bfloat16).to(tl.float32)
+        middle = (half_norm - high).to(tl.bfloat16).to(tl.float32)
+        low = half_norm - high - middle  # both subtractions exact in float32
+        column = tl.arange(0, _TERMS_WIDTH)[None, :]
+        row = tl.where(
+            column < 3,
+            1.0,
+            tl.where(
+                column == 3,
+                high[:, None],
+                tl.where(column == 4, middle[:, None], tl.where(column == 5, low[:, None], 0.0)),
+            ),
+        )
+        where = out_ptr + codes[:, None].to(tl.int64) * _TERMS_WIDTH + column
+        tl.store(where, row.to(tl.bfloat16), mask=codes[:, None] < K_OUT)
+    else:
+        out_ptr += group * K_OUT
+        tl.store(out_ptr + codes, half_norm, mask=codes < K_OUT)
 
 
 def half_norms(
@@ -204,10 +232,29 @@ def half_norms(
     ``[G, padded_k]`` with ``fill`` past ``K``; written into ``out`` (float32 ``[G, K_OUT]``,
     ``padded_k`` then taken from it) when given. ``launch_dependents`` (sm_90 and later): see
     ``_half_norm_kernel``."""
-    groups, k, d = codebook.shape
     if out is None:
+        groups, k, _ = codebook.shape
         k_out = k if padded_k is None else padded_k
         out = torch.empty(groups, k_out, dtype=torch.float32, device=codebook.device)
+    return _launch_half_norms(codebook, out, fill, launch_dependents, as_terms=False)
+
+
+def half_norm_terms(
+    codebook: Tensor, out: Tensor, fill: float = 0.0, launch_dependents: bool = False
+) -> Tensor:
+    """The codes' half-norms as a product's extra k step: ``out [G, K_OUT, 16]`` bf16 (row
+    ``k``: ``[1, 1, 1, h, m, l, 0, …]``, ``h + m + l = 0.5·‖c_k‖²`` to float32 precision;
+    ``fill`` past ``K``) for ``codebook [G, K, D]``. A row ``[a, b, c, 1, 1, 1, 0, …]`` times
+    it gives ``a + b + c + 0.5·‖c_k‖²``: both half-norms added by the tensor cores (the Hopper
+    kernel's ``TileConfig.norms_in_product``). Three bf16 terms hold 24 significant bits, all of
+    a float32. ``launch_dependents``: see ``_half_norm_kernel``."""
+    return _launch_half_norms(codebook, out, fill, launch_dependents, as_terms=True)
+
+
+def _launch_half_norms(
+    codebook: Tensor, out: Tensor, fill: float, launch_dependents: bool, as_terms: bool
+) -> Tensor:
+    groups, k, d = codebook.shape
     k_out = out.shape[1]
     # Few codes a program, so that even a small codebook spreads over many multiprocessors:
     # the kernel is a chain of dependent loads. Measured on an H100 replaying CUDA graphs
@@ -218,7 +265,7 @@ def half_norms(
     with torch.cuda.device(codebook.device):
         _half_norm_kernel[(triton.cdiv(k_out, block_k), groups)](
             codebook, out, k, k_out, d, fill, BLOCK_K=block_k, BLOCK_D=block_d,
-            LAUNCH_DEPENDENTS=launch_dependents,
+            LAUNCH_DEPENDENTS=launch_dependents, AS_TERMS=as_terms,
         )  # fmt: skip
     return out
 
