@@ -589,14 +589,14 @@ def _consumer(
                 ADD_NORMS, NORMS_IN_PRODUCT,
             )  # fmt: skip
             # The next row tile's rows are prepared while the tensor cores work.
-            b_next, x_next, norm_next = _prepare_rows(
+            b_next, x_next, row_norms_next = _prepare_rows(
                 x_smem, row_terms_smem, x_ready, item + 1, half, more, rows_layout,
                 NORMS_IN_PRODUCT,
             )  # fmt: skip
             best, best_index = _fold_tile(acc_a, t * BLOCK_K, best, best_index, columns, KEYED)
             acc_a = warpgroup_mma_wait(num_outstanding=0, deps=(acc_b,))
         else:
-            b_next, x_next, norm_next = _prepare_rows(
+            b_next, x_next, row_norms_next = _prepare_rows(
                 x_smem, row_terms_smem, x_ready, item + 1, half, more, rows_layout,
                 NORMS_IN_PRODUCT,
             )  # fmt: skip
@@ -604,7 +604,7 @@ def _consumer(
         mbarrier.arrive(c_empty.index((g0 + num_tiles - 1) % STAGES))
         norms = _next_code_norms(half_norm_ptr, 0, K_PAD, BLOCK_K, norms_layout, NORMS_IN_PRODUCT)
         acc_b = _start_ws_tile(
-            x_next, norm_next, norms, c_smem, code_terms_smem, c_ready, more, g0 + num_tiles,
+            x_next, row_norms_next, norms, c_smem, code_terms_smem, c_ready, more, g0 + num_tiles,
             layout, ADD_NORMS, NORMS_IN_PRODUCT,
         )  # fmt: skip
         norms = _next_code_norms(half_norm_ptr, 1, K_PAD, BLOCK_K, norms_layout, NORMS_IN_PRODUCT)
@@ -620,7 +620,7 @@ def _consumer(
         mbarrier.arrive(x_empty.index(b))  # the products that read these rows are all done
         b = b_next
         x_buffer = x_next
-        row_norms = norm_next
+        row_norms = row_norms_next
 
 
 @gluon.jit
