@@ -69,7 +69,9 @@ def compile_kernel(n: int, k: int, d: int, config) -> dict:
             )
             for t, rows, block in ((x, n, x_rows), (codebook, k, block_k))
         ]  # fmt: skip
-        tensors = (*descriptors, torch.zeros(k_pad), torch.zeros(n, dtype=torch.int64))
+        # With the norms in the product the kernel reads the terms table, not the half-norms.
+        half_norms = None if config.norms_in_product else torch.zeros(k_pad)
+        tensors = (*descriptors, half_norms, torch.zeros(n, dtype=torch.int64))
         if config.warp_specialized:
             terms_desc = None
             if config.norms_in_product:
@@ -79,7 +81,6 @@ def compile_kernel(n: int, k: int, d: int, config) -> dict:
                     [k_pad, hopper.TERMS_WIDTH], [hopper.TERMS_WIDTH, 1], block,
                     gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16),
                 )  # fmt: skip
-                tensors = (*descriptors, None, tensors[3])
             compiled = hopper._nearest_code_ws_kernel.warmup(
                 *tensors, n, k, k_pad, num_tiles, 0, terms_desc,
                 STAGES=config.stages, X_BUFFERS=config.x_buffers,
