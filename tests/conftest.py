@@ -18,3 +18,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _verify_launch_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every kernel launch the tests repeat is checked against the JIT's own choice of kernel,
+    grid and constexprs (``LaunchCache.verify``): a launch key that misses something the kernel
+    is specialised on fails the test that repeats it."""
+    try:
+        from vqcodec.kernels.launch import LaunchCache
+    except ImportError:  # no Triton: nothing is launched
+        return
+    monkeypatch.setattr(LaunchCache, "verify", True)

@@ -68,3 +68,27 @@ def test_warp_specialized_launches_search_at_least_three_codebook_tiles(
     assert searched_tiles(k, TileConfig(64, 128, 2)) == plain
     ws = TileConfig(128, 128, 4, x_buffers=2, warp_specialized=True)
     assert searched_tiles(k, ws) == warp_specialized
+
+
+def test_unchecked_descriptors_match_checked_ones() -> None:
+    import torch
+
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    shape = hopper._descriptor_shape((300, 64), (64, 64), hopper.gl.bfloat16, torch.bfloat16)
+    t = torch.zeros(300, 64, dtype=torch.bfloat16)
+    fast = hopper._descriptor(t, shape)
+    checked = hopper.TensorDescriptor(t, [300, 64], [64, 1], [64, 64], shape.layout)
+    assert fast.base is t
+    for field in ("shape", "strides", "block_shape", "layout", "padding"):
+        assert getattr(fast, field) == getattr(checked, field), field
+
+
+def test_descriptor_shapes_are_checked_once_by_tensor_descriptor() -> None:
+    import torch
+
+    from vqcodec.kernels import gluon_nearest_code as hopper
+
+    # Rows of 4 bf16 values are 8 bytes: TMA needs 16-byte strides.
+    with pytest.raises(AssertionError, match="16-byte"):
+        hopper._descriptor_shape((300, 4), (64, 16), hopper.gl.bfloat16, torch.bfloat16)

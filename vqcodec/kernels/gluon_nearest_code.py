@@ -59,6 +59,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from vqcodec.kernels.launch import LaunchCache, on_device
 from vqcodec.kernels.triton_nearest_code import TERMS_WIDTH, half_norm_terms, half_norms
 
 # Padding codes (past K, up to one whole tile past the last) get this half-norm: far from every
@@ -864,21 +865,28 @@ def supports(x: Tensor, codebook: Tensor) -> bool:
     )
 
 
-# Below this many multiply-adds (N·K·D) an eager call is bound by host time, and the Triton
-# kernel's launch costs less of it than this one's (two tensor descriptors a call). On the lent
-# H100 machine, with every fast call sent here, eager calls took 0.205 ms at (65,536, 1,024, 128)
-# and 0.223 ms at (262,144, 1,024, 8) against 0.140 and 0.136 ms with the Triton kernel in the
-# same run (benchmarks/results/nearest_code_h100_2026-11-22_gluon_every_call.txt), while replayed
-# from a CUDA graph this kernel takes 0.055 and 0.107 ms (Triton: 0.060 and 0.118 ms in earlier
-# runs). Captured calls pay no host time, so they always come here.
+# Eager calls are bound by host time below a certain size, and this kernel's launch costs more
+# host time than the Triton kernel's (descriptors, float32 inputs rounded by separate kernels).
+# With both launched through the launch cache (vqcodec.kernels.launch), float32 inputs, on the
+# lent H100 machine (2026-11-23 01:43 UTC, benchmarks/nearest_code_host.py), microseconds an
+# eager call, Triton against this kernel: 78.7 against 138.5 at (65,536, 1,024, 128), where both
+# are host-bound, but 182.0 against 127.6 at (262,144, 1,024, 8), where the Triton kernel's
+# per-pair work keeps the GPU busier than this kernel's launch keeps the host. So an eager call
+# comes here from 2^28 row-code pairs (N·K), or from 2^34 multiply-adds (N·K·D: the rule before
+# the launch cache, measured then). Captured calls pay no host time, so they always come here.
 EAGER_MIN_WORK = 2**34
+EAGER_MIN_PAIRS = 2**28
 
 
 def preferred(x: Tensor, codebook: Tensor) -> bool:
     """Whether this kernel should serve the call (given :func:`supports`): large problems, and
     every call captured into a CUDA graph."""
-    work = x.shape[:-1].numel() * codebook.shape[-2] * x.shape[-1]
-    return work >= EAGER_MIN_WORK or torch.cuda.is_current_stream_capturing()
+    pairs = x.shape[:-1].numel() * codebook.shape[-2]
+    return (
+        pairs >= EAGER_MIN_PAIRS
+        or pairs * x.shape[-1] >= EAGER_MIN_WORK
+        or torch.cuda.is_current_stream_capturing()
+    )
 
 
 def nearest_code_gluon(x: Tensor, codebook: Tensor, config: TileConfig | None = None) -> Tensor:
@@ -921,44 +929,22 @@ class PreparedSearch:
         xs, cs = _tma_ready(xs.to(dtype)), _tma_ready(cs.to(dtype))
         groups, n, d = xs.shape
         k = cs.shape[1]
-        config = config or default_config(d, k, groups * n)
-        d_pad = padded_dim(d)
-        element = gl.float16 if dtype == torch.float16 else gl.bfloat16
-        x_rows = ROWS_PER_CONSUMER if config.warp_specialized else config.block_n
-        x_block, c_block = [x_rows, d_pad], [config.block_k, d_pad]
-        x2, c2 = xs.view(groups * n, d), cs.view(groups * k, d)
-        layouts = _layout(*x_block, element), _layout(*c_block, element)
-        x_desc = TensorDescriptor(x2, [groups * n, d], [d, 1], x_block, layouts[0])
-        c_desc = TensorDescriptor(c2, [groups * k, d], [d, 1], c_block, layouts[1])
-        num_tiles = searched_tiles(k, config)
-        # One spare tile of padding: the half-norms are loaded a tile ahead, one past the last.
-        k_pad = (num_tiles + 1) * config.block_k
-        programs = row_tiles = triton.cdiv(n, config.block_n)
-        per_sm = 1 if config.warp_specialized else config.programs_per_sm
-        if per_sm:
-            slots = per_sm * _multiprocessor_count(_device_index(x.device))
-            programs = min(row_tiles, triton.cdiv(slots, groups))
+        plan = _plan(_device_index(x.device), dtype, groups, n, k, d, config)
+        norms = torch.empty(plan.norms_shape, dtype=plan.norms_dtype, device=x.device)
         terms_desc = None
-        if config.norms_in_product:
-            norms = torch.empty(groups, k_pad, TERMS_WIDTH, dtype=torch.bfloat16, device=x.device)
-            terms_block = [config.block_k, TERMS_WIDTH]
-            terms_desc = TensorDescriptor(
-                norms.view(groups * k_pad, TERMS_WIDTH), [groups * k_pad, TERMS_WIDTH],
-                [TERMS_WIDTH, 1], terms_block, _layout(*terms_block, gl.bfloat16),
-            )  # fmt: skip
-        else:
-            norms = torch.empty(groups, k_pad, dtype=torch.float32, device=x.device)
+        if plan.terms is not None:
+            terms_desc = _descriptor(norms.view(-1, TERMS_WIDTH), plan.terms)
         return PreparedSearch(
-            x_desc=x_desc,
-            c_desc=c_desc,
+            x_desc=_descriptor(xs.view(groups * n, d), plan.x),
+            c_desc=_descriptor(cs.view(groups * k, d), plan.codes),
             codebook=cs,
             code_half_norms=norms,
             out=torch.empty(groups, n, dtype=torch.int64, device=x.device),
-            grid=(programs, groups),
-            config=config,
+            grid=plan.grid,
+            config=plan.config,
             batched=batched,
-            num_tiles=num_tiles,
-            dependent_launch=config.warp_specialized,
+            num_tiles=plan.num_tiles,
+            dependent_launch=plan.config.warp_specialized,
             terms_desc=terms_desc,
         )
 
@@ -974,26 +960,116 @@ class PreparedSearch:
         ``add_norms=False`` leave out parts of the kernel for timing (wrong indices)."""
         n = self.out.shape[1]
         k = self.codebook.shape[1]
-        with torch.cuda.device(self.out.device):
+        k_pad = self.code_half_norms.shape[1]
+        # The sizes and config fix every argument's specialisation and the grid; the tensors
+        # are TMA-ready (16-byte aligned) or fresh allocations.
+        key = (
+            self.out.device, self.codebook.dtype, self.grid, n, k, self.codebook.shape[2], k_pad,
+            self.num_tiles, self.config, self.dependent_launch, keyed, add_norms,
+        )  # fmt: skip
+        with on_device(self.out.device):
             if self.config.warp_specialized:
                 norms_in_product = self.config.norms_in_product
-                _nearest_code_ws_kernel[self.grid](
-                    self.x_desc, self.c_desc, None if norms_in_product else self.code_half_norms,
-                    self.out, n, k, self.code_half_norms.shape[1], self.num_tiles, 0,
-                    self.terms_desc, STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
-                    CONSUMER_REGISTERS=CONSUMER_REGISTERS, DEPENDENT_LAUNCH=self.dependent_launch,
-                    KEYED=keyed, ADD_NORMS=add_norms, NORMS_IN_PRODUCT=norms_in_product,
-                    num_warps=4, maxnreg=WS_MAXNREG, launch_pdl=self.dependent_launch,
+                _ws_launches(
+                    key, self.grid, self.x_desc, self.c_desc,
+                    None if norms_in_product else self.code_half_norms, self.out, n, k, k_pad,
+                    self.num_tiles, 0, self.terms_desc, STAGES=self.config.stages,
+                    X_BUFFERS=self.config.x_buffers, CONSUMER_REGISTERS=CONSUMER_REGISTERS,
+                    DEPENDENT_LAUNCH=self.dependent_launch, KEYED=keyed, ADD_NORMS=add_norms,
+                    NORMS_IN_PRODUCT=norms_in_product, num_warps=4, maxnreg=WS_MAXNREG,
+                    launch_pdl=self.dependent_launch,
                 )  # fmt: skip
-                return self.out if self.batched else self.out[0]
-            _nearest_code_kernel[self.grid](
-                self.x_desc, self.c_desc, self.code_half_norms, self.out, n, k,
-                self.code_half_norms.shape[1], 0,
-                STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
-                COLUMN_NORMS=self.config.column_norms,
-                num_warps=self.config.num_warps, KEYED=keyed, ADD_NORMS=add_norms,
-            )  # fmt: skip
+            else:
+                _plain_launches(
+                    key, self.grid, self.x_desc, self.c_desc, self.code_half_norms, self.out, n,
+                    k, k_pad, 0, STAGES=self.config.stages, X_BUFFERS=self.config.x_buffers,
+                    COLUMN_NORMS=self.config.column_norms, num_warps=self.config.num_warps,
+                    KEYED=keyed, ADD_NORMS=add_norms,
+                )  # fmt: skip
         return self.out if self.batched else self.out[0]
+
+
+# Eager calls repeat: launch what the first call of a shape compiled directly.
+_plain_launches = LaunchCache(_nearest_code_kernel)
+_ws_launches = LaunchCache(_nearest_code_ws_kernel)
+
+
+@dataclass(frozen=True)
+class _DescriptorShape:
+    """A tensor descriptor without its tensor: ``[rows, columns]`` in ``block`` tiles."""
+
+    shape: tuple[int, int]
+    block: tuple[int, int]
+    layout: gl.NVMMASharedLayout
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a search's launch takes from its sizes and config alone: worked out once per
+    sizes (``_plan``), so that repeated eager calls spend no host time on it."""
+
+    config: TileConfig
+    num_tiles: int
+    grid: tuple[int, int]
+    norms_shape: tuple[int, ...]  # [G, K_PAD] float32, or [G, K_PAD, 16] bf16 terms
+    norms_dtype: torch.dtype
+    x: _DescriptorShape
+    codes: _DescriptorShape
+    terms: _DescriptorShape | None
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(
+    device_index: int, dtype: torch.dtype, groups: int, n: int, k: int, d: int,
+    config: TileConfig | None,
+) -> _Plan:  # fmt: skip
+    config = config or default_config(d, k, groups * n)
+    d_pad = padded_dim(d)
+    element = gl.float16 if dtype == torch.float16 else gl.bfloat16
+    x_rows = ROWS_PER_CONSUMER if config.warp_specialized else config.block_n
+    x = _descriptor_shape((groups * n, d), (x_rows, d_pad), element, dtype)
+    codes = _descriptor_shape((groups * k, d), (config.block_k, d_pad), element, dtype)
+    num_tiles = searched_tiles(k, config)
+    # One spare tile of padding: the half-norms are loaded a tile ahead, one past the last.
+    k_pad = (num_tiles + 1) * config.block_k
+    programs = row_tiles = triton.cdiv(n, config.block_n)
+    per_sm = 1 if config.warp_specialized else config.programs_per_sm
+    if per_sm:
+        programs = min(row_tiles, triton.cdiv(per_sm * _multiprocessor_count(device_index), groups))
+    terms = None
+    norms_shape: tuple[int, ...] = (groups, k_pad)
+    norms_dtype = torch.float32
+    if config.norms_in_product:
+        terms = _descriptor_shape(
+            (groups * k_pad, TERMS_WIDTH), (config.block_k, TERMS_WIDTH), gl.bfloat16,
+            torch.bfloat16,
+        )  # fmt: skip
+        norms_shape, norms_dtype = (groups, k_pad, TERMS_WIDTH), torch.bfloat16
+    return _Plan(config, num_tiles, (programs, groups), norms_shape, norms_dtype, x, codes, terms)
+
+
+def _descriptor_shape(
+    shape: tuple[int, int], block: tuple[int, int], element: gl.dtype, dtype: torch.dtype
+) -> _DescriptorShape:
+    """Checked once by TensorDescriptor itself (shapes, block, strides, layout; its tensor's
+    alignment is checked per call by ``_tma_ready``)."""
+    layout = _layout(*block, element)
+    TensorDescriptor(torch.empty(0, dtype=dtype), [*shape], [shape[1], 1], [*block], layout)
+    return _DescriptorShape(shape, block, layout)
+
+
+def _descriptor(t: Tensor, shape: _DescriptorShape) -> TensorDescriptor:
+    """A descriptor of ``t`` (contiguous, 16-byte aligned, of ``shape.shape``) without
+    TensorDescriptor's checks, which ``_descriptor_shape`` ran for these sizes: they cost a few
+    microseconds of host time a descriptor, three a call."""
+    descriptor = object.__new__(TensorDescriptor)
+    descriptor.base = t
+    descriptor.shape = [*shape.shape]
+    descriptor.strides = [shape.shape[1], 1]
+    descriptor.block_shape = [*shape.block]
+    descriptor.layout = shape.layout
+    descriptor.padding = "zero"
+    return descriptor
 
 
 @functools.cache
