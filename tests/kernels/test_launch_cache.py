@@ -42,3 +42,14 @@ def test_replay_gives_up_when_a_parameter_has_no_value() -> None:
 def test_only_jit_functions_are_cached() -> None:
     with pytest.raises(TypeError, match="jit function"):
         LaunchCache(lambda: None)
+
+
+def test_host_integer_helpers_match_tritons() -> None:
+    import triton
+
+    from vqcodec.kernels.launch import cdiv, next_power_of_2
+
+    for n in [1, 2, 3, 15, 16, 17, 1000, 1024, 1025, 2**31 - 1, 2**31, 2**40 + 3]:
+        assert next_power_of_2(n) == triton.next_power_of_2(n)
+        for b in [1, 2, 16, 128, 1000]:
+            assert cdiv(n, b) == triton.cdiv(n, b)

@@ -46,7 +46,6 @@ import functools
 from dataclasses import dataclass
 
 import torch
-import triton
 from torch import Tensor
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
@@ -59,7 +58,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-from vqcodec.kernels.launch import LaunchCache, on_device
+from vqcodec.kernels.launch import LaunchCache, cdiv, next_power_of_2, on_device
 from vqcodec.kernels.triton_nearest_code import TERMS_WIDTH, half_norm_terms, half_norms
 
 # Padding codes (past K, up to one whole tile past the last) get this half-norm: far from every
@@ -839,12 +838,12 @@ def default_config(d: int, k: int, rows: int = 2**31) -> TileConfig:
 def searched_tiles(k: int, config: TileConfig) -> int:
     """Codebook tiles a row tile searches: those of ``K`` codes, and for the warp-specialised
     kernel at least ``WS_MIN_TILES`` (padding tiles: see ``_nearest_code_ws_kernel``)."""
-    tiles = triton.cdiv(k, config.block_k)
+    tiles = cdiv(k, config.block_k)
     return max(tiles, WS_MIN_TILES) if config.warp_specialized else tiles
 
 
 def padded_dim(d: int) -> int:
-    return max(16, triton.next_power_of_2(d))
+    return max(16, next_power_of_2(d))
 
 
 def supports(x: Tensor, codebook: Tensor) -> bool:
@@ -871,7 +870,8 @@ def supports(x: Tensor, codebook: Tensor) -> bool:
 # lent H100 machine (2026-11-23 01:43 UTC, benchmarks/nearest_code_host.py), microseconds an
 # eager call, Triton against this kernel: 78.7 against 138.5 at (65,536, 1,024, 128), where both
 # are host-bound, but 182.0 against 127.6 at (262,144, 1,024, 8), where the Triton kernel's
-# per-pair work keeps the GPU busier than this kernel's launch keeps the host. So an eager call
+# per-pair work keeps the GPU busier than this kernel's launch keeps the host (02:13 UTC on
+# another machine: 71.1 against 137.5, and 183.4 against 96.9). So an eager call
 # comes here from 2^28 row-code pairs (N·K), or from 2^34 multiply-adds (N·K·D: the rule before
 # the launch cache, measured then). Captured calls pay no host time, so they always come here.
 EAGER_MIN_WORK = 2**34
@@ -1032,10 +1032,10 @@ def _plan(
     num_tiles = searched_tiles(k, config)
     # One spare tile of padding: the half-norms are loaded a tile ahead, one past the last.
     k_pad = (num_tiles + 1) * config.block_k
-    programs = row_tiles = triton.cdiv(n, config.block_n)
+    programs = row_tiles = cdiv(n, config.block_n)
     per_sm = 1 if config.warp_specialized else config.programs_per_sm
     if per_sm:
-        programs = min(row_tiles, triton.cdiv(per_sm * _multiprocessor_count(device_index), groups))
+        programs = min(row_tiles, cdiv(per_sm * _multiprocessor_count(device_index), groups))
     terms = None
     norms_shape: tuple[int, ...] = (groups, k_pad)
     norms_dtype = torch.float32

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from vqcodec.kernels.launch import LaunchCache, on_device
+from vqcodec.kernels.launch import LaunchCache, cdiv, next_power_of_2, on_device
 
 
 def _configs(exact: bool) -> list[triton.Config]:
@@ -62,7 +62,7 @@ def _configs(exact: bool) -> list[triton.Config]:
 def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
     # Small inputs: do not tile past the (padded) number of rows.
     n = named_args["N"]
-    kept = [c for c in configs if c.kwargs["BLOCK_N"] <= max(64, triton.next_power_of_2(n))]
+    kept = [c for c in configs if c.kwargs["BLOCK_N"] <= max(64, next_power_of_2(n))]
     return kept or configs[:1]
 
 
@@ -263,14 +263,14 @@ def _launch_half_norms(
     # (an empty kernel: 4.6 us) at K = 1,024, D = 128: 5.5-5.8 us with 16 codes a program
     # against 10.8-10.9 us with 256 (benchmarks/results/nearest_code_gap_h100_2026-11-22.txt).
     block_k = 16
-    block_d = min(max(16, triton.next_power_of_2(d)), 8192 // block_k)
+    block_d = min(max(16, next_power_of_2(d)), 8192 // block_k)
     key = (
         codebook.device, codebook.dtype, out.dtype, groups, k, k_out, d,
         codebook.data_ptr() % 16 == 0, out.data_ptr() % 16 == 0, launch_dependents, as_terms,
     )  # fmt: skip
     with on_device(codebook.device):
         _half_norm_launches(
-            key, (triton.cdiv(k_out, block_k), groups), codebook, out, k, k_out, d, fill,
+            key, (cdiv(k_out, block_k), groups), codebook, out, k, k_out, d, fill,
             BLOCK_K=block_k, BLOCK_D=block_d, LAUNCH_DEPENDENTS=launch_dependents,
             AS_TERMS=as_terms,
         )  # fmt: skip
@@ -323,9 +323,9 @@ def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
     k = cs.shape[1]
     mode = "fast" if fast else "exact"
     out = torch.empty(groups, n, dtype=torch.int64, device=x.device)
-    padded = max(16, triton.next_power_of_2(d))
+    padded = max(16, next_power_of_2(d))
     chunk = padded if padded <= MAX_RESIDENT_D[mode] else STREAMED_CHUNK[mode]
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), groups)  # noqa: E731
+    grid = lambda meta: (cdiv(n, meta["BLOCK_N"]), groups)  # noqa: E731
     # Everything Triton specialises on: the integer arguments follow from the sizes, and the
     # output and half-norms are fresh (aligned) allocations.
     key = (
@@ -335,7 +335,7 @@ def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
     with on_device(x.device):
         _search_launches[fast](
             key, grid, xs, cs, half_norms(cs), out, n, k, d, n * d, k * d,
-            min(triton.next_power_of_2(n), 1 << 16), triton.next_power_of_2(k),
-            D_CHUNK=chunk, NUM_D_CHUNKS=triton.cdiv(padded, chunk), EXACT=not fast,
+            min(next_power_of_2(n), 1 << 16), next_power_of_2(k),
+            D_CHUNK=chunk, NUM_D_CHUNKS=cdiv(padded, chunk), EXACT=not fast,
         )  # fmt: skip
     return out if batched else out[0]
