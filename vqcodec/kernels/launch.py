@@ -85,9 +85,6 @@ class LaunchCache:
             *args, *compiled.constants,
         )  # fmt: skip
 
-    def __len__(self) -> int:
-        return len(self._compiled)
-
     def _through_jit(
         self,
         key: Hashable,
@@ -149,11 +146,6 @@ class LaunchCache:
             raise StaleLaunchError(
                 f"launch key {key!r} of {self._jit.fn.__name__} no longer fixes its kernel"
             )
-
-    def compiled_kernel(self, key: Hashable) -> Any:
-        """The compiled kernel kept for ``key``, or None."""
-        compiled = self._compiled.get(key)
-        return None if compiled is None else compiled.kernel
 
 
 class StaleLaunchError(RuntimeError):
