@@ -35,6 +35,7 @@ class _Compiled:
     kernel: Any  # triton.compiler.CompiledKernel
     grid: tuple[int, int, int]
     constants: tuple[Any, ...]  # the parameters after the positional arguments, in order
+    config: Any  # the autotuner's choice (triton.Config), or None
 
 
 class LaunchCache:
@@ -62,7 +63,6 @@ class LaunchCache:
         self._jit = jit
         self._params = jit.params
         self._compiled: dict[Hashable, _Compiled] = {}
-        self._configs: dict[Hashable, Any] = {}  # the autotuner's choice per key (verify)
 
     def __call__(
         self,
@@ -101,11 +101,9 @@ class LaunchCache:
         replay = self._replay(grid, args, kwargs, config)
         if kernel is None or replay is None:
             return  # nothing compiled, or arguments this cache cannot replay
-        self._compiled[key] = _Compiled(kernel, *replay)
-        self._configs[key] = config
+        self._compiled[key] = _Compiled(kernel, *replay, config)
         if len(self._compiled) > self.capacity:
-            oldest = next(iter(self._compiled))
-            del self._compiled[oldest], self._configs[oldest]
+            del self._compiled[next(iter(self._compiled))]
 
     def _replay(
         self,
@@ -136,7 +134,7 @@ class LaunchCache:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> None:
-        config = self._configs[key]
+        config = compiled.config
         options = {**kwargs, **config.all_kwargs()} if config is not None else kwargs
         kernel = self._jit.warmup(*args, grid=grid, **options)  # binds and looks up; no launch
         if kernel is not compiled.kernel or self._replay(grid, args, kwargs, config) != (
