@@ -3,7 +3,9 @@
     python benchmarks/nearest_code.py [--shapes all|small] [--out results.json]
 
 The fused fast mode is whatever ``nearest_code(..., fast=True)`` runs on this GPU (the Gluon
-kernel on Hopper); the Triton kernel's fast mode is timed beside it.
+kernel on Hopper); the Triton kernel's fast mode is timed beside it. Fused exact is the default
+mode (the certified search of ``certified_nearest_code`` where it is preferred, else the
+Triton kernel's tf32x3), timed beside the tf32x3 kernel.
 
 Prints, per shape (N, K, D): milliseconds (median of repeated runs, CUDA events via
 triton.testing.do_bench; for the two small shapes also replayed from a CUDA graph one call at a
@@ -25,6 +27,7 @@ import torch
 import triton.testing
 from vector_quantize_pytorch import VectorQuantize
 
+from vqcodec.kernels import certified_nearest_code as certified
 from vqcodec.kernels import nearest_code
 from vqcodec.kernels import triton_nearest_code as fused
 from vqcodec.quantizers import VectorQuantizer
@@ -145,12 +148,14 @@ def run_shape(n: int, k: int, d: int, rate: float) -> dict:
     row = {"shape": [n, k, d], "floor_ms": 2 * n * k * d / rate * 1e3}
     row["wrong_rows_fast"] = check(x16, c16, nearest_code(x16, c16, fast=True))
     row["wrong_rows_exact"] = check(x32, c32, nearest_code(x32, c32))
+    row["wrong_rows_tf32x3"] = check(x32, c32, fused.nearest_code_triton(x32, c32, fast=False))
     row["wrong_rows_triton_fast"] = check(x16, c16, fused.nearest_code_triton(x16, c16, True))
     # exact mode on bf16 operands rounded to bf16 only differs from fast in accumulation/precision
     methods = {
         "fused fast (bf16)": lambda: nearest_code(x16, c16, fast=True),
         "Triton kernel fast (bf16)": lambda: fused.nearest_code_triton(x16, c16, fast=True),
         "fused exact (fp32 in)": lambda: nearest_code(x32, c32),
+        "Triton exact tf32x3 (fp32 in)": lambda: fused.nearest_code_triton(x32, c32, fast=False),
         "torch.cdist fp32": lambda: torch_cdist(x32, c32),
         "torch matmul tf32": lambda: torch_matmul(x32, c32),
         "torch matmul bf16": lambda: torch_matmul(x16, c16),
@@ -184,6 +189,7 @@ def run_shape(n: int, k: int, d: int, rate: float) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = False
     row["config_fast"] = str(fused._fast_kernel.best_config)
     row["config_exact"] = str(fused._exact_kernel.best_config)
+    row["config_certified"] = str(getattr(certified._candidates, "best_config", None))
     print(
         f"{row['shape']}: fast {row['fused fast (bf16)']}, exact {row['fused exact (fp32 in)']}, "
         f"configs {row['config_fast']} / {row['config_exact']}",
@@ -243,6 +249,7 @@ def main() -> None:
         "fused fast (bf16)",
         "Triton kernel fast (bf16)",
         "fused exact (fp32 in)",
+        "Triton exact tf32x3 (fp32 in)",
         "torch.cdist fp32",
         "torch matmul tf32",
         "torch matmul bf16",
@@ -252,9 +259,9 @@ def main() -> None:
         "\n| N, K, D | floor ms | "
         + " | ".join(f"{m} ms" for m in names)
         + " | fast/floor | Triton/fast | best torch/fast | vq-pytorch/fast | exact/fast"
-        + " | wrong rows fast/Triton fast/exact |"
+        + " | tf32x3/exact | wrong rows fast/Triton fast/exact/tf32x3 |"
     )
-    print("|---" * (len(names) + 8) + "|")
+    print("|---" * (len(names) + 9) + "|")
     for row in rows:
         ms = {m: row[m]["ms"] for m in names}
         fast = ms["fused fast (bf16)"]
@@ -268,8 +275,9 @@ def main() -> None:
             + f" | {best_torch / fast:.1f} | "
             + (f"{vqp / fast:.1f}" if vqp else "OOM")
             + f" | {ms['fused exact (fp32 in)'] / fast:.2f}"
+            + f" | {ms['Triton exact tf32x3 (fp32 in)'] / ms['fused exact (fp32 in)']:.2f}"
             + f" | {row['wrong_rows_fast']}/{row['wrong_rows_triton_fast']}/"
-            + f"{row['wrong_rows_exact']} of 4096 |"
+            + f"{row['wrong_rows_exact']}/{row['wrong_rows_tf32x3']} of 4096 |"
         )
     print(
         "\nfused fast replayed from a CUDA graph (kernels only), ms: "

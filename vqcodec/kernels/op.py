@@ -4,8 +4,10 @@ Its default implementation is the plain-torch reference (:mod:`vqcodec.kernels.r
 CUDA the fused kernels are registered behind the same op: fast mode on Hopper GPUs uses the
 Gluon kernel (:mod:`vqcodec.kernels.gluon_nearest_code`) for large problems and inside CUDA
 graphs, everything else the Triton kernel
-(:mod:`vqcodec.kernels.triton_nearest_code`), and inputs neither handles fall back to the
-reference, so callers always get an answer. ``torch.compile`` sees one opaque node (the fake
+(:mod:`vqcodec.kernels.triton_nearest_code`); large exact searches take fp16 candidates
+re-checked in float64 (:mod:`vqcodec.kernels.certified_nearest_code`), smaller ones the Triton
+kernel's tf32x3; inputs none handles fall back to the reference, so callers always get an
+answer. ``torch.compile`` sees one opaque node (the fake
 implementation gives its shape), so the search never breaks a graph.
 """
 
@@ -40,6 +42,7 @@ def _(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
 
 def _register_cuda_kernel() -> None:
     try:
+        from vqcodec.kernels import certified_nearest_code as certified
         from vqcodec.kernels import triton_nearest_code as fused
     except ImportError:  # no Triton (CPU-only installs): the reference serves CUDA too
         return
@@ -48,19 +51,21 @@ def _register_cuda_kernel() -> None:
     except ImportError:  # a Triton without Gluon: the Triton kernel serves Hopper too
         hopper = None
 
+    def fast_search(x: Tensor, codebook: Tensor) -> Tensor:
+        if hopper is not None and hopper.supports(x, codebook) and hopper.preferred(x, codebook):
+            return hopper.nearest_code_gluon(x, codebook)
+        return fused.nearest_code_triton(x, codebook, fast=True)
+
     @_nearest_code_op.register_kernel("cuda")
     def _search_on_cuda(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
         check_shapes(x, codebook)
-        if (
-            fast
-            and hopper is not None
-            and hopper.supports(x, codebook)
-            and hopper.preferred(x, codebook)
-        ):
-            return hopper.nearest_code_gluon(x, codebook)
-        if fused.supports(x, codebook):
-            return fused.nearest_code_triton(x, codebook, fast)
-        return nearest_code_reference(x, codebook)
+        if not fused.supports(x, codebook):
+            return nearest_code_reference(x, codebook)
+        if fast:
+            return fast_search(x, codebook)
+        if certified.preferred(x, codebook):
+            return certified.nearest_code_certified(x, codebook, fast_search)
+        return fused.nearest_code_triton(x, codebook, fast=False)
 
     _IMPLEMENTATIONS["cuda"] = _search_on_cuda
 

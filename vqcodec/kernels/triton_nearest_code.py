@@ -67,6 +67,121 @@ def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> 
 
 
 @triton.jit
+def operand(t, EXACT: tl.constexpr):
+    """A product operand: float32 for tf32x3 (exact); else bf16 for float32 inputs, half
+    dtypes kept."""
+    return t.to(tl.float32) if EXACT else t.to(tl.bfloat16) if t.dtype == tl.float32 else t
+
+
+@triton.jit
+def resident_rows(x_ptr, rows, row_ok, cols, D, NUM_D_CHUNKS: tl.constexpr, EXACT: tl.constexpr):
+    """The row tile ``[BLOCK_N, D_CHUNK]`` as a product operand, when it stays on chip for the
+    whole pass over the codebook (``NUM_D_CHUNKS == 1``); else nothing (0)."""
+    if NUM_D_CHUNKS == 1:
+        x = tl.load(
+            x_ptr + rows[:, None].to(tl.int64) * D + cols[None, :],
+            mask=row_ok[:, None] & (cols[None, :] < D),
+            other=0.0,
+        )
+        return operand(x, EXACT)
+    else:
+        return 0
+
+
+@triton.jit
+def products(
+    x,
+    x_ptr,
+    codebook_ptr,
+    rows,
+    row_ok,
+    codes,
+    code_ok,
+    cols,
+    D,
+    D_CHUNK: tl.constexpr,
+    NUM_D_CHUNKS: tl.constexpr,
+    EXACT: tl.constexpr,
+):
+    """``x·cᵀ`` ``[BLOCK_N, BLOCK_K]`` in float32 for one codebook tile: with the resident row
+    tile ``x`` (from :func:`resident_rows`), or streaming rows and codes along ``D`` in
+    ``D_CHUNK`` columns. Codes take the row operand's dtype; exact mode multiplies with tf32x3."""
+    if NUM_D_CHUNKS == 1:
+        c = tl.load(
+            codebook_ptr + codes[:, None].to(tl.int64) * D + cols[None, :],
+            mask=code_ok[:, None] & (cols[None, :] < D),
+            other=0.0,
+        )
+        if EXACT:
+            product = tl.dot(x, tl.trans(c.to(tl.float32)), input_precision="tf32x3")
+        else:
+            product = tl.dot(x, tl.trans(c.to(x.dtype)))
+    else:
+        product = tl.zeros((rows.shape[0], codes.shape[0]), tl.float32)
+        for d0 in range(0, D, D_CHUNK):
+            d = d0 + cols
+            xc = tl.load(
+                x_ptr + rows[:, None].to(tl.int64) * D + d[None, :],
+                mask=row_ok[:, None] & (d[None, :] < D),
+                other=0.0,
+            )
+            c = tl.load(
+                codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :],
+                mask=code_ok[:, None] & (d[None, :] < D),
+                other=0.0,
+            )
+            xc = operand(xc, EXACT)
+            if EXACT:
+                product = tl.dot(xc, tl.trans(c.to(tl.float32)), product, input_precision="tf32x3")
+            else:
+                product = tl.dot(xc, tl.trans(c.to(xc.dtype)), product)
+    return product
+
+
+@triton.jit
+def best_codes(
+    x,
+    x_ptr,
+    codebook_ptr,
+    half_norm_ptr,
+    rows,
+    row_ok,
+    cols,
+    D,
+    k_begin,
+    k_end,
+    K,
+    BLOCK_K: tl.constexpr,
+    D_CHUNK: tl.constexpr,
+    NUM_D_CHUNKS: tl.constexpr,
+    EXACT: tl.constexpr,
+):
+    """The best score ``x·c − ‖c‖²/2`` (float32) and its code (int32, lowest index on ties) per
+    row ``[BLOCK_N]`` among codes ``k_begin ≤ k < min(k_end, K)``; ``-inf`` and ``k_begin``
+    where the range is empty. ``rows`` may be any row indices (gathered rows)."""
+    ks = tl.arange(0, BLOCK_K)
+    best = tl.full((rows.shape[0],), float("-inf"), tl.float32)
+    best_index = tl.zeros((rows.shape[0],), tl.int32) + k_begin
+    for k0 in range(k_begin, k_end, BLOCK_K):
+        codes = k0 + ks
+        code_ok = (codes < K) & (codes < k_end)
+        score = products(
+            x, x_ptr, codebook_ptr, rows, row_ok, codes, code_ok, cols, D, D_CHUNK,
+            NUM_D_CHUNKS, EXACT,
+        )  # fmt: skip
+        half_norm = tl.load(half_norm_ptr + codes, mask=code_ok, other=float("inf"))
+        score = score - half_norm[None, :]  # x·c − ‖c‖²/2: larger is nearer
+        tile_best, tile_index = tl.max(
+            score, axis=1, return_indices=True, return_indices_tie_break_left=True
+        )
+        # Strictly better only: an equal score in a later tile has a higher index.
+        better = tile_best > best
+        best = tl.where(better, tile_best, best)
+        best_index = tl.where(better, tile_index + k0, best_index)
+    return best, best_index
+
+
+@triton.jit
 def _nearest_code_kernel(
     x_ptr,
     codebook_ptr,
@@ -95,65 +210,12 @@ def _nearest_code_kernel(
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     cols = tl.arange(0, D_CHUNK)
-    ks = tl.arange(0, BLOCK_K)
+    x = resident_rows(x_ptr, rows, row_ok, cols, D, NUM_D_CHUNKS, EXACT)
 
-    if NUM_D_CHUNKS == 1:
-        # The row tile stays on chip for the whole pass over the codebook.
-        x = tl.load(
-            x_ptr + rows[:, None].to(tl.int64) * D + cols[None, :],
-            mask=row_ok[:, None] & (cols[None, :] < D),
-            other=0.0,
-        )
-        x = x.to(tl.float32) if EXACT else x.to(tl.bfloat16) if x.dtype == tl.float32 else x
-
-    best = tl.full((BLOCK_N,), float("-inf"), tl.float32)
-    best_index = tl.zeros((BLOCK_N,), tl.int32)
-    for k0 in range(0, K, BLOCK_K):
-        codes = k0 + ks
-        code_ok = codes < K
-        if NUM_D_CHUNKS == 1:
-            c = tl.load(
-                codebook_ptr + codes[:, None].to(tl.int64) * D + cols[None, :],
-                mask=code_ok[:, None] & (cols[None, :] < D),
-                other=0.0,
-            )
-            if EXACT:
-                score = tl.dot(x, tl.trans(c.to(tl.float32)), input_precision="tf32x3")
-            else:
-                score = tl.dot(x, tl.trans(c.to(x.dtype)))
-        else:
-            score = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
-            for d0 in range(0, D, D_CHUNK):
-                d = d0 + cols
-                xc = tl.load(
-                    x_ptr + rows[:, None].to(tl.int64) * D + d[None, :],
-                    mask=row_ok[:, None] & (d[None, :] < D),
-                    other=0.0,
-                )
-                c = tl.load(
-                    codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :],
-                    mask=code_ok[:, None] & (d[None, :] < D),
-                    other=0.0,
-                )
-                if EXACT:
-                    score = tl.dot(
-                        xc.to(tl.float32),
-                        tl.trans(c.to(tl.float32)),
-                        score,
-                        input_precision="tf32x3",
-                    )
-                else:
-                    xc = xc.to(tl.bfloat16) if xc.dtype == tl.float32 else xc
-                    score = tl.dot(xc, tl.trans(c.to(xc.dtype)), score)
-        half_norm = tl.load(half_norm_ptr + codes, mask=code_ok, other=float("inf"))
-        score = score - half_norm[None, :]  # x·c − ‖c‖²/2: larger is nearer
-        tile_best, tile_index = tl.max(
-            score, axis=1, return_indices=True, return_indices_tie_break_left=True
-        )
-        # Strictly better only: an equal score in a later tile has a higher index.
-        better = tile_best > best
-        best = tl.where(better, tile_best, best)
-        best_index = tl.where(better, tile_index + k0, best_index)
+    _, best_index = best_codes(
+        x, x_ptr, codebook_ptr, half_norm_ptr, rows, row_ok, cols, D, 0, K, K,
+        BLOCK_K, D_CHUNK, NUM_D_CHUNKS, EXACT,
+    )  # fmt: skip
     tl.store(out_ptr + rows, best_index.to(tl.int64), mask=row_ok)
 
 
