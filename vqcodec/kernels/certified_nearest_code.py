@@ -49,8 +49,8 @@ from torch import Tensor
 from vqcodec.kernels import triton_nearest_code as fused
 from vqcodec.kernels.launch import LaunchCache, cdiv, next_power_of_2, on_device
 
-# Entries kept a row. On random codebooks few rows have any besides the first code (the bound
-# is about 2⁻¹⁰·‖x‖·‖c‖); rows with more than SLOTS go to the tf32x3 fallback.
+# Entries kept a row (the bound is about 2⁻¹⁰·‖x‖·‖c‖); rows with more go to the tf32x3
+# fallback. On the random inputs measured (docs/BENCHMARKS.md) no row had more.
 SLOTS = 16
 # Columns a step when re-scoring in float64.
 CHECK_D = 32
@@ -412,8 +412,6 @@ def nearest_code_certified(
     needy = torch.empty(groups, n, dtype=torch.int32, device=device)
     num_needy = torch.zeros(groups, dtype=torch.int32, device=device)
     beta, gamma, tiny = error_factors(d)
-    padded = max(16, next_power_of_2(d))
-    chunk = padded if padded <= fused.MAX_RESIDENT_D["fast"] else fused.STREAMED_CHUNK["fast"]
     key = (
         device, xs.dtype, cs.dtype, groups, n, k, d,
         xs.data_ptr() % 16 == 0, cs.data_ptr() % 16 == 0,
@@ -424,7 +422,7 @@ def nearest_code_certified(
             xs, cs, x_half, codebook_half, half_norm, max_half_norm, scale, first, candidates,
             needy, num_needy, out, n, k, d, n * d, k * d, beta, gamma, tiny,
             min(next_power_of_2(n), 1 << 16), next_power_of_2(k),
-            D_CHUNK=chunk, NUM_D_CHUNKS=cdiv(padded, chunk), SLOTS=SLOTS, CHECK_D=CHECK_D,
+            **fused.row_chunks(d, fast=True), SLOTS=SLOTS, CHECK_D=CHECK_D,
         )  # fmt: skip
         _search_unsettled_rows(key, xs, cs, half_norm, needy, num_needy, out)
     return out if batched else out[0]
@@ -437,9 +435,6 @@ def _search_unsettled_rows(
     """The fallback over the listed rows, in codebook slices, then their indices unpacked."""
     groups, n, d = xs.shape
     k = cs.shape[1]
-    padded = max(16, next_power_of_2(d))
-    limit = fused.MAX_RESIDENT_D["exact"]
-    chunk = padded if padded <= limit else fused.STREAMED_CHUNK["exact"]
     multiprocessors = _multiprocessors(xs.device)
     slices = max(1, min(cdiv(k, FALLBACK_MIN_SLICE), 2 * multiprocessors))
     slice_size = cdiv(cdiv(k, slices), FALLBACK_BLOCK_K) * FALLBACK_BLOCK_K
@@ -448,7 +443,7 @@ def _search_unsettled_rows(
     _fallback_launches(
         key, (workers, groups, slices),
         xs, cs, half_norm, needy, num_needy, out, n, k, d, n * d, k * d, slice_size, workers,
-        D_CHUNK=chunk, NUM_D_CHUNKS=cdiv(padded, chunk),
+        **fused.row_chunks(d, fast=False),
         BLOCK_N=FALLBACK_BLOCK_N, BLOCK_K=FALLBACK_BLOCK_K,
         num_warps=FALLBACK_WARPS, num_stages=FALLBACK_STAGES,
     )  # fmt: skip

@@ -360,6 +360,16 @@ MAX_RESIDENT_D = {"fast": 256, "exact": 128}
 STREAMED_CHUNK = {"fast": 128, "exact": 64}
 
 
+def row_chunks(d: int, fast: bool) -> dict[str, int]:
+    """The ``D_CHUNK`` and ``NUM_D_CHUNKS`` constexprs of a search over ``d`` features: the row
+    tile stays on chip (one chunk of the padded ``D``) up to ``MAX_RESIDENT_D``, else it is
+    streamed in ``STREAMED_CHUNK`` columns."""
+    mode = "fast" if fast else "exact"
+    padded = max(16, next_power_of_2(d))
+    chunk = padded if padded <= MAX_RESIDENT_D[mode] else STREAMED_CHUNK[mode]
+    return {"D_CHUNK": chunk, "NUM_D_CHUNKS": cdiv(padded, chunk)}
+
+
 def supports(x: Tensor, codebook: Tensor) -> bool:
     """Whether :func:`nearest_code_triton` handles these inputs (else use the reference)."""
     return (
@@ -383,10 +393,7 @@ def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
     cs = (codebook if batched else codebook[None]).contiguous()
     groups, n, d = xs.shape
     k = cs.shape[1]
-    mode = "fast" if fast else "exact"
     out = torch.empty(groups, n, dtype=torch.int64, device=x.device)
-    padded = max(16, next_power_of_2(d))
-    chunk = padded if padded <= MAX_RESIDENT_D[mode] else STREAMED_CHUNK[mode]
     grid = lambda meta: (cdiv(n, meta["BLOCK_N"]), groups)  # noqa: E731
     # Everything Triton specialises on: the integer arguments follow from the sizes, and the
     # output and half-norms are fresh (aligned) allocations.
@@ -398,6 +405,6 @@ def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
         _search_launches[fast](
             key, grid, xs, cs, half_norms(cs), out, n, k, d, n * d, k * d,
             min(next_power_of_2(n), 1 << 16), next_power_of_2(k),
-            D_CHUNK=chunk, NUM_D_CHUNKS=cdiv(padded, chunk), EXACT=not fast,
+            **row_chunks(d, fast), EXACT=not fast,
         )  # fmt: skip
     return out if batched else out[0]

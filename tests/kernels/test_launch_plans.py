@@ -1,0 +1,47 @@
+"""What the Triton launchers work out from sizes alone (CPU: nothing is launched)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from vqcodec.kernels import certified_nearest_code as certified  # noqa: E402
+from vqcodec.kernels import triton_nearest_code as fused  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "d,fast,expected",
+    [
+        (1, True, (16, 1)),  # padded to one 16-wide k step
+        (129, True, (256, 1)),  # resident up to 256 in fast mode
+        (300, True, (128, 4)),  # 512 padded, streamed in 128 columns
+        (129, False, (64, 4)),  # tf32x3 keeps at most 128 resident
+        (128, False, (128, 1)),
+        (520, False, (64, 16)),
+    ],
+)
+def test_row_chunks_cover_the_padded_features(d: int, fast: bool, expected: tuple) -> None:
+    chunks = fused.row_chunks(d, fast)
+    assert (chunks["D_CHUNK"], chunks["NUM_D_CHUNKS"]) == expected
+    assert chunks["D_CHUNK"] * chunks["NUM_D_CHUNKS"] >= d
+
+
+def test_certified_search_takes_only_large_exact_searches() -> None:
+    def preferred(n: int, k: int, d: int, groups: int = 1) -> bool:
+        return certified.preferred(torch.empty(groups, n, d), torch.empty(groups, k, d))
+
+    assert preferred(8192, 4096, 128)  # 2^32 multiply-adds
+    assert not preferred(8191, 4096, 128)
+    assert not preferred(65536, 1024, 128)  # few codes: tf32x3 measured faster
+    assert not preferred(262144, 16384, 16)  # small D
+    assert preferred(2048, 4096, 128, groups=4)  # the groups' work counts together
+
+
+def test_error_bound_grows_with_the_features_summed() -> None:
+    beta_64, gamma_64, tiny_64 = certified.error_factors(64)
+    beta_256, gamma_256, tiny_256 = certified.error_factors(256)
+    # fp16 rounding of both operands dominates β: at least 2·2⁻¹¹
+    assert 2 * 2.0**-11 < beta_64 < beta_256 < 2 * 2.0**-10
+    assert gamma_64 < gamma_256 < beta_256 and tiny_64 < tiny_256
