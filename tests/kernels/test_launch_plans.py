@@ -37,6 +37,27 @@ def test_certified_search_takes_only_large_exact_searches() -> None:
     assert not preferred(65536, 1024, 128)  # few codes: tf32x3 measured faster
     assert not preferred(262144, 16384, 16)  # small D
     assert preferred(2048, 4096, 128, groups=4)  # the groups' work counts together
+    assert preferred(8192, 4096, 256)
+    assert not preferred(8192, 4096, 257)  # rows streamed along D: measured slower at 4,096
+    assert preferred(8192, 16384, 512)
+
+
+@pytest.mark.parametrize("groups,k,d", [(1, 16384, 256), (1, 262144, 256), (4, 70000, 64)])
+def test_slices_fit_the_bound_and_start_on_tile_boundaries(groups: int, k: int, d: int) -> None:
+    per_slice = certified.per_slice(groups, k, d)
+    assert 2 * groups * per_slice * d <= certified.SLICE_BYTES
+    assert per_slice == k or per_slice % certified.SLICE_ALIGN == 0
+    for config in certified.CANDIDATE_CONFIGS:  # tile entries record widths in 64s
+        assert certified.SLICE_ALIGN % config.kwargs["BLOCK_K"] == 0
+        assert certified.SLICE_ALIGN % config.kwargs["BLOCK_N"] == 0  # row slices too
+        assert config.kwargs["BLOCK_K"] % 64 == 0
+
+
+def test_small_codebooks_are_one_slice_and_many_groups_still_get_a_slice() -> None:
+    assert certified.per_slice(1, 16384, 256) == 16384  # 8 MiB of fp16
+    assert certified.per_slice(1, 262144, 256) == 32768  # 16 MiB a slice
+    assert certified.per_slice(64, 10**6, 256) == 512
+    assert certified.per_slice(256, 10**6, 256) == certified.SLICE_ALIGN  # over 16 MiB
 
 
 def test_error_bound_grows_with_the_features_summed() -> None:

@@ -2,44 +2,55 @@
 
 The tf32x3 kernel recovers float32 products with three TF32 products a tile (4–10× a fast
 search). This module gets a stronger answer (the nearest code in float64 arithmetic) from fp16
-products and a proven bound on their error:
+products and a proven bound on their error, in one pass over the codebook:
 
-1. ``scaled_half_copies``: both inputs times ``σ``, the power of two that puts their largest
-   magnitude in ``[2¹⁴, 2¹⁵)``, rounded to fp16 (11 significant bits against bf16's 8: an
-   eight times tighter bound, so far fewer candidates). A fast search of the copies picks a
-   first code ``f`` per row; only how good the pick is matters for speed, never the answer.
-2. ``_candidates_kernel`` scores ``s(x, f) = x·f − ‖f‖²/2`` in float64 and streams the codebook
-   again with fp16 products (in units of ``σ²``). A code ``c`` with exact score ``s(x, c) ≥
-   s(x, f)``, as every nearest code has, has an fp16 score ``s̃(x, c) ≥ s(x, c) − e(x, c)``,
-   ``e`` the bound below; so every such code passes the test ``s̃(x, c) + e_max(x) ≥ s(x, f)``,
-   ``e_max`` the bound at the group's largest code norm. A row keeps what passes in up to
-   ``SLOTS`` entries: the code, or, when two or more codes of one codebook tile pass, the whole
-   tile. The test needs no exchange between a program's rows, so tiles stream without waits.
-   The program then re-scores its rows' entries in float64 and writes the best, the lowest
+1. Both sides move by ``μ``, the group's mean code (``codebook_centres``; distances do not
+   change), and are scaled by ``σ`` (``power_of_two_scale``), the power of two that puts the
+   largest ``|v − μ|`` in ``[2¹⁴, 2¹⁵)``. Products use ``σ·(x − μ)`` and ``σ·(c − μ)`` rounded
+   to fp16 (11 significant bits against bf16's 8: an eight times tighter bound, so far fewer
+   candidates; centring makes the bound follow the data's spread, not its distance from the
+   origin). The codes are converted in slices (``per_slice``) whose fp16 copy takes at most
+   ``SLICE_BYTES``, so the extra memory stays bounded whatever ``K``; rows of up to 256
+   features are converted on chip once a program, wider ones (streamed along ``D``) in slices
+   too.
+2. ``_candidates_kernel`` streams a slice with fp16 tensor-core products and keeps, per row,
+   the best fp16 score so far ``m``. Every nearest code ``c*`` has ``s̃(c*) ≥ m − 2·e_max``
+   (``s̃`` the fp16 score, ``s`` the exact one, ``e`` the bound below, ``e_max`` its value at
+   the group's largest centred code norm: for the code ``b`` that scored ``m``, ``s̃(c*) ≥
+   s(c*) − e ≥ s(b) − e ≥ s̃(b) − 2e``). So the test ``s̃(c) ≥ m − 2·e_max`` keeps every
+   nearest code, with ``m`` the running maximum (never more than the final one). A row keeps
+   what passes in up to ``SLOTS`` entries: the code, or, when two or more codes of one tile
+   pass, the whole tile; when ``m`` rises past the old ``m`` plus ``2·e_max``, every earlier
+   entry (scoring at most the old ``m``) fails the test and the row starts again. The test
+   needs no exchange between a program's rows, so tiles stream without waits; the rows'
+   state carries across slices.
+3. ``_recheck_kernel`` re-scores each row's entries in float64 and writes the best, the lowest
    index on ties.
-3. Rows with more than ``SLOTS`` entries (many near-equal codes) or a non-finite bound go on
-   a list; ``_fallback_kernel`` searches them with tf32x3 (nearest up to
-   float32 rounding) over codebook slices in parallel and merges the slices' winners with 64-bit
-   atomic maxima, which ``_unpack_kernel`` turns back into indices. No step waits on the host,
-   so exact searches can be captured in CUDA graphs.
+4. Rows with more than ``SLOTS`` entries (many near-equal codes) or a non-finite bound go on a
+   list; ``_fallback_kernel`` searches them with tf32x3 (nearest up to float32 rounding) over
+   codebook slices in parallel and merges the slices' winners with 64-bit atomic maxima, which
+   ``_unpack_kernel`` turns back into indices. No step waits on the host, so exact searches can
+   be captured in CUDA graphs.
 
-**The bound** (``error_factors``). Rounding to fp16 to nearest errs by at most ``u = 2⁻¹¹`` of a
-value, or ``2⁻¹⁴`` absolute below fp16's normal range (flushed or not), so ``Σ|x̃ᵢc̃ᵢ − xᵢcᵢ| ≤
-(2u + u²)·‖x‖·‖c‖ + 2⁻¹⁴·(1 + u)·√D·(‖x‖ + ‖c‖) + D·2⁻²⁸`` (Cauchy–Schwarz). Products of fp16
-values are exact in float32; their float32 sum is taken to err by at most ``D·2⁻²¹`` of
+**The bound** (``error_factors``; ``x`` and ``c`` stand for the centred, scaled operands, whose
+rounding to float32 before the rounding to fp16 adds at most ``2⁻²⁴`` of a value, inside the
+margin on ``2u``). Rounding to fp16 to nearest errs by at most ``u = 2⁻¹¹`` of a value, or
+``2⁻¹⁴`` absolute below fp16's normal range (flushed or not), so ``Σ|x̃ᵢc̃ᵢ − xᵢcᵢ| ≤ (2u +
+u²)·‖x‖·‖c‖ + 2⁻¹⁴·(1 + u)·√D·(‖x‖ + ‖c‖) + D·2⁻²⁸`` (Cauchy–Schwarz). Products of fp16 values
+are exact in float32; their float32 sum is taken to err by at most ``D·2⁻²¹`` of
 ``Σ|x̃ᵢc̃ᵢ|``, four times the bound for sums that truncate every addition, as a margin for how
-tensor cores align and add. The half-norms come from the inputs themselves (float32 sums of
-squares, then times ``σ²``, exactly). The subtraction, the test's own additions, the square
-roots and the threshold's rounding to float32 each err by a few units of float32 rounding of
-``‖x‖·‖c‖ + ‖c‖²/2``, covered by ``2⁻²⁰`` added to both factors. ``test_certified_gpu.py``
-measures the bound against cuBLAS's fp16 products. Memory: fp16 copies of the inputs,
-``SLOTS`` int32 entries a row, a row list: O((N + K)·D), never O(N·K).
+tensor cores align and add. The half-norms are float32 sums of squares of the centred, scaled
+codes (``centred_half_norms``). The subtraction, the test's own additions, the square roots and
+the threshold's rounding to float32 each err by a few units of float32 rounding of ``‖x‖·‖c‖ +
+‖c‖²/2``, covered by ``2⁻²⁰`` added to both factors. Exactness rests on this bound (nothing
+checks it at run time); ``test_certified_gpu.py`` measures it against cuBLAS's fp16 products.
+Memory: the fp16 slices (at most ``SLICE_BYTES`` each), a row's best score, ``SLOTS`` int32
+entries and a list entry, a code's half-norm: O(N + K), never O(N·K).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import torch
 import triton
@@ -62,11 +73,10 @@ FALLBACK_MIN_SLICE = 2048
 
 @triton.jit
 def _exact_scores(x_ptr, codebook_ptr, rows, row_ok, code, D, CHECK_D: tl.constexpr):
-    """``x·c − ‖c‖²/2`` and ``‖x‖²`` in float64 for each row and its ``code`` (``[BLOCK_N]``
-    each). The products of float32 (or half) values are exact in float64."""
+    """``x·c − ‖c‖²/2`` in float64 for each row and its ``code`` (``[BLOCK_N]`` each). The
+    products of float32 (or half) values are exact in float64."""
     cols = tl.arange(0, CHECK_D)
     score = tl.zeros((rows.shape[0],), tl.float64)
-    norm = tl.zeros((rows.shape[0],), tl.float64)
     for d0 in range(0, D, CHECK_D):
         d = d0 + cols
         ok = row_ok[:, None] & (d[None, :] < D)
@@ -75,73 +85,139 @@ def _exact_scores(x_ptr, codebook_ptr, rows, row_ok, code, D, CHECK_D: tl.conste
         xv = xv.to(tl.float64)
         cv = cv.to(tl.float64)
         score += tl.sum(xv * cv - 0.5 * (cv * cv), axis=1)
+    return score
+
+
+@triton.jit
+def _centred_norms(x_ptr, centre_ptr, rows, row_ok, D, CHECK_D: tl.constexpr):
+    """``‖x − μ‖`` in float64 for each row (``[BLOCK_N]``)."""
+    cols = tl.arange(0, CHECK_D)
+    norm = tl.zeros((rows.shape[0],), tl.float64)
+    for d0 in range(0, D, CHECK_D):
+        d = d0 + cols
+        ok = row_ok[:, None] & (d[None, :] < D)
+        xv = tl.load(x_ptr + rows[:, None].to(tl.int64) * D + d[None, :], mask=ok, other=0.0)
+        centre = tl.load(centre_ptr + d, mask=d < D, other=0.0)
+        xv = tl.where(ok, xv.to(tl.float64) - centre.to(tl.float64)[None, :], 0.0)
         norm += tl.sum(xv * xv, axis=1)
-    return score, norm
+    return tl.sqrt(norm)
 
 
 @triton.jit
 def _abs_max_kernel(
-    x_ptr, x_size, codebook_ptr, codebook_size, x_blocks, max_ptr, BLOCK: tl.constexpr
-):
-    """Grid ``(x_blocks + codebook blocks,)``: ``max |v|`` over both tensors into ``max_ptr``
-    (float32, zeroed before)."""
+    x_ptr, x_size, x_group_size, codebook_ptr, codebook_size, codebook_group_size, x_blocks,
+    centre_ptr, D, max_ptr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    """Grid ``(x_blocks + codebook blocks,)``: ``max |v − μ|`` over both tensors (flat, groups
+    of ``*_group_size`` elements, ``μ`` the group's ``[D]`` centre) into ``max_ptr`` (float32,
+    zeroed before)."""
     pid = tl.program_id(0)
     if pid < x_blocks:
         i = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        largest = tl.max(tl.abs(tl.load(x_ptr + i, mask=i < x_size, other=0.0).to(tl.float32)))
+        ok = i < x_size
+        v = tl.load(x_ptr + i, mask=ok, other=0.0).to(tl.float32)
+        group = i // x_group_size
     else:
         i = (pid - x_blocks).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        v = tl.load(codebook_ptr + i, mask=i < codebook_size, other=0.0)
-        largest = tl.max(tl.abs(v.to(tl.float32)))
-    tl.atomic_max(max_ptr, largest)
+        ok = i < codebook_size
+        v = tl.load(codebook_ptr + i, mask=ok, other=0.0).to(tl.float32)
+        group = i // codebook_group_size
+    centre = tl.load(centre_ptr + group * D + i % D, mask=ok, other=0.0)
+    tl.atomic_max(max_ptr, tl.max(tl.where(ok, tl.abs(v - centre), 0.0)))
 
 
 @triton.jit
-def _scaled_copy_kernel(
-    x_ptr, x_half_ptr, x_size, codebook_ptr, codebook_half_ptr, codebook_size, x_blocks,
-    max_ptr, scale_ptr, BLOCK: tl.constexpr,
+def _column_sums_kernel(
+    codebook_ptr, out_ptr, K, D, PER_PROGRAM: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    """Grid as ``_abs_max_kernel``'s: both tensors times ``σ`` in fp16, ``σ`` the power of two
-    that puts their largest magnitude in ``[2¹⁴, 2¹⁵)`` (clamped to ``[2⁻¹¹³, 2¹²⁶]``); program
-    0 also writes ``σ`` to ``scale_ptr``. Multiplying by ``σ`` is exact; the rounding to fp16
-    errs by at most ``2⁻¹¹`` of a value, or ``2⁻¹⁴`` absolute (below fp16's normal range)."""
+    """Grid ``(P, G)``: ``out[g, p]`` (float32 ``[BLOCK_D]``, ``[G, P, BLOCK_D]``) is the sum of
+    codes ``[p·PER_PROGRAM, (p + 1)·PER_PROGRAM)`` of group ``g``."""
+    group = tl.program_id(1).to(tl.int64)
+    part = tl.program_id(0)
+    codebook_ptr += group * K * D
+    d = tl.arange(0, BLOCK_D)
+    total = tl.zeros((BLOCK_D,), tl.float32)
+    for k0 in range(0, PER_PROGRAM, BLOCK_K):
+        codes = part * PER_PROGRAM + k0 + tl.arange(0, BLOCK_K)
+        ok = (codes[:, None] < K) & (d[None, :] < D)
+        c = tl.load(codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :], mask=ok)
+        total += tl.sum(tl.where(ok, c.to(tl.float32), 0.0), axis=0)
+    tl.store(out_ptr + (group * tl.num_programs(0) + part) * BLOCK_D + d, total)
+
+
+@triton.jit
+def _centred_half_norm_kernel(
+    codebook_ptr, centre_ptr, scale_ptr, out_ptr, K, D, BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """Grid ``(cdiv(K, BLOCK_K), G)``: ``0.5·‖σ·(c − μ)‖²`` per code in float32, ``out [G, K]``
+    (scaled, so that neither tiny nor huge inputs underflow or overflow)."""
+    group = tl.program_id(1).to(tl.int64)
+    codebook_ptr += group * K * D
+    centre_ptr += group * D
+    scale = tl.load(scale_ptr)
+    codes = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+    total = tl.zeros((BLOCK_K,), tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        d = d0 + tl.arange(0, BLOCK_D)
+        ok = (codes[:, None] < K) & (d[None, :] < D)
+        c = tl.load(codebook_ptr + codes[:, None].to(tl.int64) * D + d[None, :], mask=ok)
+        centre = tl.load(centre_ptr + d, mask=d < D, other=0.0)
+        c = tl.where(ok, (c.to(tl.float32) - centre[None, :]) * scale, 0.0)
+        total += tl.sum(c * c, axis=1)
+    tl.store(out_ptr + group * K + codes, 0.5 * total, mask=codes < K)
+
+
+@triton.jit
+def _scale_kernel(max_ptr, scale_ptr):
+    """Grid ``(1,)``: ``σ``, the power of two that puts the largest magnitude ``max_ptr`` holds
+    in ``[2¹⁴, 2¹⁵)`` (clamped to ``[2⁻¹¹³, 2¹²⁶]``), into ``scale_ptr``. Multiplying by ``σ``
+    is exact; rounding the product to fp16 errs by at most ``2⁻¹¹`` of it, or ``2⁻¹⁴``
+    absolute (below fp16's normal range)."""
     largest = tl.load(max_ptr)
     exponent = ((largest.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127  # floor(log2), > -127
     exponent = tl.minimum(tl.maximum(exponent, -112), 127)
-    scale = ((14 - exponent + 127) << 23).to(tl.float32, bitcast=True)  # 2^(14 − exponent)
-    pid = tl.program_id(0)
-    if pid == 0:
-        tl.store(scale_ptr, scale)
-    if pid < x_blocks:
-        i = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        x = tl.load(x_ptr + i, mask=i < x_size, other=0.0)
-        tl.store(x_half_ptr + i, (x.to(tl.float32) * scale).to(tl.float16), mask=i < x_size)
-    else:
-        i = (pid - x_blocks).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        c = tl.load(codebook_ptr + i, mask=i < codebook_size, other=0.0)
-        c = (c.to(tl.float32) * scale).to(tl.float16)
-        tl.store(codebook_half_ptr + i, c, mask=i < codebook_size)
+    tl.store(scale_ptr, ((14 - exponent + 127) << 23).to(tl.float32, bitcast=True))
+
+
+@triton.jit
+def _scaled_slice_kernel(
+    src_ptr, dst_ptr, centre_ptr, scale_ptr, M, D, begin, end, PER_SLICE, BLOCK: tl.constexpr
+):
+    """Grid ``(cdiv((end − begin)·D, BLOCK), G)``: vectors ``[begin, end)`` of each group of
+    ``src [G, M, D]`` as ``fp16(σ·(v − μ))`` into ``dst [G, PER_SLICE, D]`` (flat)."""
+    group = tl.program_id(1).to(tl.int64)
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = i < (end - begin) * D
+    v = tl.load(src_ptr + group * M * D + begin * D + i, mask=ok, other=0.0)
+    centre = tl.load(centre_ptr + group * D + i % D, mask=ok, other=0.0)
+    v = ((v.to(tl.float32) - centre) * tl.load(scale_ptr)).to(tl.float16)
+    tl.store(dst_ptr + group * PER_SLICE * D + i, v, mask=ok)
 
 
 @triton.jit
 def _candidates_kernel(
     x_ptr,
-    codebook_ptr,
-    x_half_ptr,
-    codebook_half_ptr,
+    rows_ptr,
+    codes_ptr,
     half_norm_ptr,
     max_half_norm_ptr,
+    centre_ptr,
     scale_ptr,
-    first_ptr,
+    top_ptr,
+    count_ptr,
     candidates_ptr,
-    needy_ptr,
-    num_needy_ptr,
-    out_ptr,
     N,
     K,
+    row_begin,
+    row_end,
+    k_begin,
+    k_end,
     D,
     stride_xg,
-    stride_cg,
+    stride_rg,
+    stride_sg,
     beta,
     gamma,
     tiny,
@@ -154,92 +230,135 @@ def _candidates_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    """Scores in the scaled copies' units (``σ²`` times the inputs'); see the module docstring."""
+    """Grid ``(cdiv(row_end − row_begin, BLOCK_N), G)``: codes ``[k_begin, k_end)``
+    (``codes_ptr``: their centred, scaled fp16 copy, ``[G, ·, D]``) tested against rows
+    ``[row_begin, row_end)``, continuing the rows' state (best fp16 score ``top``, entries
+    ``count``, ``candidates``) from earlier slices. Rows stay on chip (``NUM_D_CHUNKS == 1``),
+    converted here, or stream along ``D`` from ``rows_ptr``, their centred, scaled fp16 copy
+    (``[G, ·, D]``, from ``row_begin``). Scores are of the centred, scaled operands; see the
+    module docstring."""
+    pid_n = tl.program_id(0)
+    group = tl.program_id(1).to(tl.int64)
+    x_ptr += group * stride_xg
+    rows_ptr += group * stride_rg
+    codes_ptr += group * stride_sg
+    half_norm_ptr += group * K + k_begin
+    max_half_norm_ptr += group
+    centre_ptr += group * D
+    top_ptr += group * N
+    count_ptr += group * N
+    candidates_ptr += group * N * SLOTS
+
+    rows = row_begin + pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < row_end
+    cols = tl.arange(0, D_CHUNK)
+    ks = tl.arange(0, BLOCK_K)
+    scale = tl.load(scale_ptr)
+
+    # e_max, the error bound of any code of the group for these rows (the norms rounded up).
+    x_norm = _centred_norms(x_ptr, centre_ptr, rows, row_ok, D, CHECK_D) * scale.to(tl.float64)
+    x_norm = x_norm.to(tl.float32) * 1.000001
+    max_half = tl.load(max_half_norm_ptr)
+    max_norm = tl.sqrt(2.0 * max_half)
+    slack = x_norm * (beta * max_norm + tiny) + (gamma * max_half + tiny * (1.0 + max_norm))
+
+    if NUM_D_CHUNKS == 1:  # the row tile as an fp16 operand, σ·(x − μ), on chip for the slice
+        ok = row_ok[:, None] & (cols[None, :] < D)
+        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * D + cols[None, :], mask=ok, other=0.0)
+        centre = tl.load(centre_ptr + cols, mask=cols < D, other=0.0)
+        x = (tl.where(ok, x.to(tl.float32) - centre[None, :], 0.0) * scale).to(tl.float16)
+    else:
+        x = 0
+    top = tl.load(top_ptr + rows, mask=row_ok, other=float("-inf"))
+    count = tl.load(count_ptr + rows, mask=row_ok, other=0)
+    # A whole tile's entry: -1 - (its first code + its width / 64); first codes are multiples
+    # of 64 (slices start at multiples of SLICE_ALIGN).
+    whole_tile = BLOCK_K // 64
+    for k0 in range(0, k_end - k_begin, BLOCK_K):
+        codes = k0 + ks
+        code_ok = codes < k_end - k_begin
+        product = fused.products(
+            x, rows_ptr, codes_ptr, rows - row_begin, row_ok, codes, code_ok, cols, D, D_CHUNK,
+            NUM_D_CHUNKS, False,
+        )  # fmt: skip
+        half_norm = tl.load(half_norm_ptr + codes, mask=code_ok, other=float("inf"))
+        score = product - half_norm
+        new_top = tl.maximum(top, tl.max(score, axis=1))
+        # Every nearest code scores at least new_top − 2·e_max; rounded down, the test keeps it.
+        passing = new_top - 2.0 * slack
+        passing = passing - tl.abs(passing) * 2.3841858e-07  # 2⁻²² of it
+        # The entries so far hold codes scoring at most top: none of them passes any more.
+        count = tl.where(passing > top, 0, count)
+        top = new_top
+        # Hits and the sum of their columns in one sum: (1 << 16) + column a hit. A row with
+        # one hit keeps its code; with more (rare: near-equal codes within a tile), the tile.
+        # No test spans the program's rows, so no wait between tiles.
+        hit = score >= passing[:, None]
+        tally = tl.sum(tl.where(hit, 65536 + ks[None, :], 0), axis=1)
+        hits = tally >> 16
+        first = k_begin + k0
+        entry = tl.where(hits == 1, first + (tally & 65535), -1 - (first + whole_tile))
+        where = candidates_ptr + rows.to(tl.int64) * SLOTS + count
+        tl.store(where, entry, mask=row_ok & (hits > 0) & (count < SLOTS))
+        count += tl.where(hits > 0, 1, 0)
+
+    tl.store(top_ptr + rows, top, mask=row_ok)
+    # A non-finite bound (non-finite inputs) leaves the row to the fallback.
+    tl.store(count_ptr + rows, tl.where(slack < float("inf"), count, SLOTS + 1), mask=row_ok)
+
+
+@triton.jit
+def _recheck_kernel(
+    x_ptr,
+    codebook_ptr,
+    count_ptr,
+    candidates_ptr,
+    needy_ptr,
+    num_needy_ptr,
+    out_ptr,
+    N,
+    K,
+    D,
+    stride_xg,
+    stride_cg,
+    SLOTS: tl.constexpr,
+    CHECK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """Grid ``(cdiv(N, BLOCK_N), G)``: each row's entries re-scored in float64, the best (the
+    lowest index on ties) written to ``out``; rows with no entries or more than ``SLOTS`` are
+    listed for the fallback instead."""
     pid_n = tl.program_id(0)
     group = tl.program_id(1).to(tl.int64)
     x_ptr += group * stride_xg
     codebook_ptr += group * stride_cg
-    x_half_ptr += group * stride_xg
-    codebook_half_ptr += group * stride_cg
-    half_norm_ptr += group * K
-    max_half_norm_ptr += group
-    first_ptr += group * N
+    count_ptr += group * N
     candidates_ptr += group * N * SLOTS
     needy_ptr += group * N
     out_ptr += group * N
 
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
-    cols = tl.arange(0, D_CHUNK)
-    ks = tl.arange(0, BLOCK_K)
-    scale = tl.load(scale_ptr)
-
-    # The fast search's code, scored exactly: every nearest code scores at least as much.
-    first = tl.load(first_ptr + rows, mask=row_ok, other=0).to(tl.int32)
-    first_score, x_norm2 = _exact_scores(x_ptr, codebook_ptr, rows, row_ok, first, D, CHECK_D)
-    scale64 = scale.to(tl.float64)
-    # float32 bounds on the safe side: the threshold rounded down, the norm rounded up.
-    threshold = (first_score * scale64 * scale64).to(tl.float32)
-    threshold = threshold - tl.abs(threshold) * 2.3841858e-07 - tiny  # 2⁻²² of it
-    x_norm = (tl.sqrt(x_norm2) * scale64).to(tl.float32) * 1.000001
-    # A code passes if its fp16 score plus the largest error bound of any code of the group
-    # reaches the threshold: a superset of the codes whose exact score could.
-    max_half = (tl.load(max_half_norm_ptr) * scale) * scale
-    max_norm = tl.sqrt(2.0 * max_half)
-    slack = x_norm * (beta * max_norm + tiny) + (gamma * max_half + tiny * (1.0 + max_norm))
-    passing = threshold - slack
-    passing = passing - tl.abs(passing) * 2.3841858e-07
-
-    x = fused.resident_rows(x_half_ptr, rows, row_ok, cols, D, NUM_D_CHUNKS, False)
-    count = tl.zeros((BLOCK_N,), tl.int32)
-    broken = tl.zeros((BLOCK_N,), tl.int1)
-    for k0 in range(0, K, BLOCK_K):
-        codes = k0 + ks
-        code_ok = codes < K
-        product = fused.products(
-            x, x_half_ptr, codebook_half_ptr, rows, row_ok, codes, code_ok, cols, D, D_CHUNK,
-            NUM_D_CHUNKS, False,
-        )  # fmt: skip
-        half_norm = tl.load(half_norm_ptr + codes, mask=code_ok, other=float("inf"))
-        half_norm = (half_norm * scale) * scale
-        # Hits and the sum of their columns in one sum: (1 << 16) + column a hit. The first
-        # code always passes (the bound says so) and needs no collecting, as it starts the
-        # re-check, so it is taken back out of its tile's sum. (Were the bound broken, a
-        # negative sum would show it where no other code of the tile passed; such rows go to
-        # the fallback. The check is partial: the bound is what makes the answer exact.) A
-        # row with one other hit keeps its code; with more (rare: near-duplicate codes within
-        # a tile), the tile, as -1 - k0. No test spans the program's rows, so no wait between
-        # tiles.
-        hit = product - half_norm[None, :] >= passing[:, None]
-        tally = tl.sum(tl.where(hit, 65536 + ks[None, :], 0), axis=1)
-        tally -= tl.where((first >= k0) & (first < k0 + BLOCK_K), 65536 + first - k0, 0)
-        broken = broken | (tally < 0)
-        hits = tally >> 16
-        entry = tl.where(hits == 1, k0 + (tally & 65535), -1 - k0)
-        where = candidates_ptr + rows.to(tl.int64) * SLOTS + count
-        tl.store(where, entry, mask=row_ok & (hits > 0) & (count < SLOTS))
-        count += tl.where(hits > 0, 1, 0)
-
-    # Re-score the candidates this program wrote in float64, after the first code; ties
-    # compare indices. Rows with more than SLOTS entries are not settled here.
-    tl.debug_barrier()
-    resolved = (count <= SLOTS) & ~broken & (passing == passing) & (slack < float("inf"))
+    count = tl.load(count_ptr + rows, mask=row_ok, other=0)
+    resolved = row_ok & (count > 0) & (count <= SLOTS)
     kept = tl.where(resolved, count, 0)
-    best = first_score
-    best_index = first
+    best = tl.full((BLOCK_N,), float("-inf"), tl.float64)
+    best_index = tl.zeros((BLOCK_N,), tl.int32) + K
     for j in range(0, tl.max(kept, axis=0)):
-        valid = row_ok & (j < kept)
+        valid = j < kept
         entry = tl.load(candidates_ptr + rows.to(tl.int64) * SLOTS + j, mask=valid, other=0)
         whole = valid & (entry < 0)
-        width = tl.where(tl.max(whole.to(tl.int32), axis=0) > 0, BLOCK_K, 1)
-        for t in range(0, width):
-            code = tl.where(whole, -1 - entry + t, entry)
-            ok = valid & tl.where(whole, code < K, t == 0)
-            score, _ = _exact_scores(x_ptr, codebook_ptr, rows, ok, code, D, CHECK_D)
+        packed = -1 - entry
+        start = tl.where(whole, packed & ~63, entry)
+        width = tl.where(whole, (packed & 63) * 64, 1)
+        for t in range(0, tl.max(tl.where(valid, width, 0), axis=0)):
+            code = start + t
+            ok = valid & (t < width) & (code < K)
+            score = _exact_scores(x_ptr, codebook_ptr, rows, ok, code, D, CHECK_D)
             better = ok & ((score > best) | ((score == best) & (code < best_index)))
             best = tl.where(better, score, best)
             best_index = tl.where(better, code, best_index)
-    tl.store(out_ptr + rows, best_index.to(tl.int64), mask=row_ok & resolved)
+    tl.store(out_ptr + rows, best_index.to(tl.int64), mask=resolved)
 
     # Unsettled rows: listed for the fallback, their outputs set to the smallest packed value
     # for its atomic maxima.
@@ -336,12 +455,16 @@ _candidates = triton.autotune(
     configs=CANDIDATE_CONFIGS,
     key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
     prune_configs_by={"early_config_prune": fused._prune},
-    # Tuning runs the kernel repeatedly; each run must list its rows afresh.
-    reset_to_zero=["num_needy_ptr"],
+    # Tuning runs the kernel repeatedly; each run must start from the rows' state.
+    restore_value=["top_ptr", "count_ptr"],
 )(_candidates_kernel)
 _abs_max_launches = LaunchCache(_abs_max_kernel)
-_scaled_copy_launches = LaunchCache(_scaled_copy_kernel)
+_scale_launches = LaunchCache(_scale_kernel)
+_scaled_slice_launches = LaunchCache(_scaled_slice_kernel)
+_column_sums_launches = LaunchCache(_column_sums_kernel)
+_centred_half_norm_launches = LaunchCache(_centred_half_norm_kernel)
 _candidate_launches = LaunchCache(_candidates)
+_recheck_launches = LaunchCache(_recheck_kernel)
 _fallback_launches = LaunchCache(_fallback_kernel)
 _unpack_launches = LaunchCache(_unpack_kernel)
 
@@ -350,6 +473,13 @@ _unpack_launches = LaunchCache(_unpack_kernel)
 UNIT_ROUNDOFF = 2.0**-11
 FLUSH = 2.0**-14
 COPY_BLOCK = 4096
+# The codebook is tested in slices whose scaled fp16 copy takes at most SLICE_BYTES (so the
+# copy is bounded whatever K, and stays in L2 while the rows stream past it); slices start at
+# multiples of SLICE_ALIGN codes (of every config's BLOCK_K, and of 64 for tile entries).
+SLICE_BYTES = 1 << 24
+SLICE_ALIGN = 256
+RECHECK_BLOCK_N, RECHECK_WARPS = 64, 4
+CENTRE_PART = 128  # codes a program sums for the centres (enough programs to fill the GPU)
 
 
 def error_factors(d: int) -> tuple[float, float, float]:
@@ -364,35 +494,71 @@ def error_factors(d: int) -> tuple[float, float, float]:
     return beta, gamma, tiny
 
 
-def scaled_half_copies(x: Tensor, codebook: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(σ·x, σ·codebook)`` in fp16 and ``σ`` (float32 ``[1]``) for contiguous inputs, ``σ``
-    the power of two that puts their largest magnitude in ``[2¹⁴, 2¹⁵)``: three launches, no
-    wait on the host."""
+def codebook_centres(codebook: Tensor) -> Tensor:
+    """``μ``: each group's mean code in float32, ``[G, D]`` for contiguous ``codebook [G, K, D]``
+    (``D ≤ 256``). Distances do not change when both sides move by ``μ``; the fp16 error bound,
+    proportional to the operands' norms, shrinks to the spread of the data about it. Summed in
+    parts, then the parts by torch: deterministic, and without torch's column reduction of the
+    whole codebook, which takes memory twice the codebook's size."""
+    groups, k, d = codebook.shape
+    block_d = max(16, next_power_of_2(d))
+    parts = cdiv(k, CENTRE_PART)
+    partial = torch.empty(groups, parts, block_d, dtype=torch.float32, device=codebook.device)
+    key = (codebook.device, codebook.dtype, groups, k, d, codebook.data_ptr() % 16 == 0)
+    with on_device(codebook.device):
+        _column_sums_launches(
+            key, (parts, groups), codebook, partial, k, d,
+            PER_PROGRAM=CENTRE_PART, BLOCK_K=min(CENTRE_PART, 8192 // block_d), BLOCK_D=block_d,
+        )  # fmt: skip
+    return partial[:, :, :d].sum(dim=1) / k
+
+
+def power_of_two_scale(x: Tensor, codebook: Tensor, centre: Tensor) -> Tensor:
+    """``σ`` (float32 ``[1]``, on the inputs' device) for contiguous ``x [G, N, D]``, ``codebook
+    [G, K, D]`` and ``centre [G, D]`` (float32): the power of two that puts the largest
+    ``|v − μ|`` of both in ``[2¹⁴, 2¹⁵)``. Two launches, no wait on the host."""
     device = x.device
+    groups, n, d = x.shape
+    k = codebook.shape[1]
     largest = torch.zeros(1, dtype=torch.float32, device=device)
     scale = torch.empty(1, dtype=torch.float32, device=device)
-    x_half = torch.empty(x.shape, dtype=torch.float16, device=device)
-    codebook_half = torch.empty(codebook.shape, dtype=torch.float16, device=device)
     x_blocks = cdiv(x.numel(), COPY_BLOCK)
     grid = (x_blocks + cdiv(codebook.numel(), COPY_BLOCK),)
-    key = (device, x.dtype, codebook.dtype, x.numel(), codebook.numel())
+    key = (device, x.dtype, codebook.dtype, groups, n, k, d)
     with on_device(device):
         _abs_max_launches(
-            key, grid, x, x.numel(), codebook, codebook.numel(), x_blocks, largest,
-            BLOCK=COPY_BLOCK,
+            key, grid, x, x.numel(), n * d, codebook, codebook.numel(), k * d, x_blocks, centre,
+            d, largest, BLOCK=COPY_BLOCK,
         )  # fmt: skip
-        _scaled_copy_launches(
-            key, grid, x, x_half, x.numel(), codebook, codebook_half, codebook.numel(),
-            x_blocks, largest, scale, BLOCK=COPY_BLOCK,
-        )  # fmt: skip
-    return x_half, codebook_half, scale
+        _scale_launches(device, (1,), largest, scale)
+    return scale
 
 
-def nearest_code_certified(
-    x: Tensor, codebook: Tensor, fast_search: Callable[[Tensor, Tensor], Tensor]
-) -> Tensor:
-    """Exact search; ``x [N, D]``/``[G, N, D]``, ``codebook [K, D]``/``[G, K, D]`` on CUDA;
-    ``fast_search(x, codebook)`` any fast search (it gets the scaled fp16 copies).
+def centred_half_norms(codebook: Tensor, centre: Tensor, scale: Tensor) -> Tensor:
+    """``0.5·‖σ·(c − μ)‖²`` in float32, ``[G, K]``, for contiguous ``codebook [G, K, D]``,
+    ``centre [G, D]`` and ``scale`` (``σ``, float32 ``[1]``)."""
+    groups, k, d = codebook.shape
+    out = torch.empty(groups, k, dtype=torch.float32, device=codebook.device)
+    block_k, block_d = 16, min(max(16, next_power_of_2(d)), 512)
+    key = (codebook.device, codebook.dtype, groups, k, d, codebook.data_ptr() % 16 == 0)
+    with on_device(codebook.device):
+        _centred_half_norm_launches(
+            key, (cdiv(k, block_k), groups), codebook, centre, scale, out, k, d,
+            BLOCK_K=block_k, BLOCK_D=block_d,
+        )  # fmt: skip
+    return out
+
+
+def per_slice(groups: int, m: int, d: int) -> int:
+    """Vectors (codes, or rows when they stream along ``D``) a slice of ``m`` takes, per group:
+    all of them when their fp16 copy fits in ``SLICE_BYTES``, else the most that do, a
+    multiple of ``SLICE_ALIGN``."""
+    fitting = SLICE_BYTES // (2 * d * groups) // SLICE_ALIGN * SLICE_ALIGN
+    return m if m <= fitting else max(SLICE_ALIGN, fitting)
+
+
+def nearest_code_certified(x: Tensor, codebook: Tensor) -> Tensor:
+    """Exact search; ``x [N, D]``/``[G, N, D]``, ``codebook [K, D]``/``[G, K, D]`` on CUDA.
 
     Returns int64 indices ``[N]`` (or ``[G, N]``) of the nearest codes in float64 arithmetic,
     ties to the lowest index (rows the fallback settles: nearest up to float32 rounding).
@@ -403,28 +569,65 @@ def nearest_code_certified(
     groups, n, d = xs.shape
     k = cs.shape[1]
     device = x.device
-    x_half, codebook_half, scale = scaled_half_copies(xs, cs)
-    first = fast_search(x_half, codebook_half)
-    half_norm = fused.half_norms(cs)
-    max_half_norm = half_norm.amax(dim=1)
-    out = torch.empty(groups, n, dtype=torch.int64, device=device)
+    centre = codebook_centres(cs)
+    scale = power_of_two_scale(xs, cs, centre)
+    centred_half_norm = centred_half_norms(cs, centre, scale)
+    max_half_norm = centred_half_norm.amax(dim=1)
+    top = torch.full((groups, n), float("-inf"), dtype=torch.float32, device=device)
+    count = torch.zeros(groups, n, dtype=torch.int32, device=device)
     candidates = torch.empty(groups, n, SLOTS, dtype=torch.int32, device=device)
-    needy = torch.empty(groups, n, dtype=torch.int32, device=device)
-    num_needy = torch.zeros(groups, dtype=torch.int32, device=device)
+    codes_per_slice = per_slice(groups, k, d)
+    codes = torch.empty(groups, codes_per_slice, d, dtype=torch.float16, device=device)
+    # Rows too wide to stay on chip stream along D from a scaled fp16 copy, made in slices.
+    chunks = fused.row_chunks(d, fast=True)
+    streamed = chunks["NUM_D_CHUNKS"] > 1
+    rows_per_slice = per_slice(groups, n, d) if streamed else n
+    rows = xs  # not read unless streamed
+    if streamed:
+        rows = torch.empty(groups, rows_per_slice, d, dtype=torch.float16, device=device)
     beta, gamma, tiny = error_factors(d)
     key = (
         device, xs.dtype, cs.dtype, groups, n, k, d,
         xs.data_ptr() % 16 == 0, cs.data_ptr() % 16 == 0,
     )  # fmt: skip
     with on_device(device):
-        _candidate_launches(
-            key, lambda meta: (cdiv(n, meta["BLOCK_N"]), groups),
-            xs, cs, x_half, codebook_half, half_norm, max_half_norm, scale, first, candidates,
-            needy, num_needy, out, n, k, d, n * d, k * d, beta, gamma, tiny,
-            min(next_power_of_2(n), 1 << 16), next_power_of_2(k),
-            **fused.row_chunks(d, fast=True), SLOTS=SLOTS, CHECK_D=CHECK_D,
+        for row_begin in range(0, n, rows_per_slice):
+            row_end = min(row_begin + rows_per_slice, n)
+            if streamed:
+                _scaled_slice_launches(
+                    (*key, "rows", rows_per_slice, row_begin, row_end),
+                    (cdiv((row_end - row_begin) * d, COPY_BLOCK), groups),
+                    xs, rows, centre, scale, n, d, row_begin, row_end, rows_per_slice,
+                    BLOCK=COPY_BLOCK,
+                )  # fmt: skip
+            for k_begin in range(0, k, codes_per_slice):
+                k_end = min(k_begin + codes_per_slice, k)
+                rows_key = (rows_per_slice, row_begin, row_end)
+                slice_key = (*key, *rows_key, codes_per_slice, k_begin, k_end)
+                _scaled_slice_launches(
+                    slice_key, (cdiv((k_end - k_begin) * d, COPY_BLOCK), groups),
+                    cs, codes, centre, scale, k, d, k_begin, k_end, codes_per_slice,
+                    BLOCK=COPY_BLOCK,
+                )  # fmt: skip
+                slice_rows = row_end - row_begin
+                _candidate_launches(
+                    slice_key, lambda meta, m=slice_rows: (cdiv(m, meta["BLOCK_N"]), groups),
+                    xs, rows, codes, centred_half_norm, max_half_norm, centre, scale, top, count,
+                    candidates, n, k, row_begin, row_end, k_begin, k_end, d, n * d,
+                    rows_per_slice * d if streamed else 0, codes_per_slice * d, beta, gamma,
+                    tiny, min(next_power_of_2(rows_per_slice), 1 << 16),
+                    next_power_of_2(codes_per_slice), **chunks, SLOTS=SLOTS, CHECK_D=CHECK_D,
+                )  # fmt: skip
+        out = torch.empty(groups, n, dtype=torch.int64, device=device)
+        needy = torch.empty(groups, n, dtype=torch.int32, device=device)
+        num_needy = torch.zeros(groups, dtype=torch.int32, device=device)
+        _recheck_launches(
+            key, (cdiv(n, RECHECK_BLOCK_N), groups),
+            xs, cs, count, candidates, needy, num_needy, out, n, k, d, n * d, k * d,
+            SLOTS=SLOTS, CHECK_D=CHECK_D, BLOCK_N=RECHECK_BLOCK_N, num_warps=RECHECK_WARPS,
         )  # fmt: skip
-        _search_unsettled_rows(key, xs, cs, half_norm, needy, num_needy, out)
+        # The fallback's tf32x3 search takes the codes' own half-norms.
+        _search_unsettled_rows(key, xs, cs, fused.half_norms(cs), needy, num_needy, out)
     return out if batched else out[0]
 
 
@@ -460,13 +663,17 @@ def _multiprocessors(device: torch.device) -> int:
 
 
 # Where the certified search is faster than the tf32x3 kernel (graph-replayed, float32 inputs,
-# H100, 2026-11-23 03:15 UTC, scratch/certified_timing.py; docs/BENCHMARKS.md, "Exact mode from
-# fp16 candidates"): 1.4-1.9x at K = 4,096 and D = 64 or 128, 3.0-3.8x at D = 256; but 0.98x at
-# (65,536, 1,024, 128) and 0.82x at (262,144, 1,024, 8), where its per-row set-up and tests
-# cost more than the tf32x3 products they save. Below 2^32 multiply-adds an eager call is
-# host-bound, and this path makes about ten launches to the tf32x3 kernel's two.
+# H100, 2026-11-23 04:45 and 04:52 UTC, scratch/certified_ab.py; docs/BENCHMARKS.md, "Exact
+# mode in one pass"): 1.26x at (65,536, 4,096, 64), 1.59x at (65,536, 4,096, 128), 2.6-5.3x at
+# the three large anchor shapes; with rows streamed along D, 1.55x at (16,384, 16,384, 512) and
+# 1.63x at (65,536, 16,384, 384) but 0.75x at (65,536, 4,096, 512); and 0.50x at (65,536,
+# 1,024, 128), 0.32x at (262,144, 1,024, 8) (04:30 UTC): with few codebook tiles a row, its
+# per-row work (centred norms, the float64 re-check) costs more than the tf32x3 products it
+# saves. Below 2^32 multiply-adds an eager call is host-bound, and this path makes about a
+# dozen launches to the tf32x3 kernel's two.
 MIN_WORK = 2**32
 MIN_CODES = 4096
+MIN_CODES_STREAMED = 16384  # rows wider than fused.MAX_RESIDENT_D["fast"] (256)
 MIN_D = 32
 
 
@@ -474,4 +681,5 @@ def preferred(x: Tensor, codebook: Tensor) -> bool:
     """Whether an exact search of these inputs (which :func:`vqcodec.kernels.triton_nearest_code.
     supports`) should come here rather than to the tf32x3 kernel."""
     d, k = x.shape[-1], codebook.shape[-2]
-    return d >= MIN_D and k >= MIN_CODES and x.shape[:-1].numel() * k * d >= MIN_WORK
+    min_codes = MIN_CODES if d <= fused.MAX_RESIDENT_D["fast"] else MIN_CODES_STREAMED
+    return d >= MIN_D and k >= min_codes and x.shape[:-1].numel() * k * d >= MIN_WORK

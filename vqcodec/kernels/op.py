@@ -51,20 +51,18 @@ def _register_cuda_kernel() -> None:
     except ImportError:  # a Triton without Gluon: the Triton kernel serves Hopper too
         hopper = None
 
-    def fast_search(x: Tensor, codebook: Tensor) -> Tensor:
-        if hopper is not None and hopper.supports(x, codebook) and hopper.preferred(x, codebook):
-            return hopper.nearest_code_gluon(x, codebook)
-        return fused.nearest_code_triton(x, codebook, fast=True)
-
     @_nearest_code_op.register_kernel("cuda")
     def _search_on_cuda(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
         check_shapes(x, codebook)
         if not fused.supports(x, codebook):
             return nearest_code_reference(x, codebook)
         if fast:
-            return fast_search(x, codebook)
+            if hopper is not None and hopper.supports(x, codebook):
+                if hopper.preferred(x, codebook):
+                    return hopper.nearest_code_gluon(x, codebook)
+            return fused.nearest_code_triton(x, codebook, fast=True)
         if certified.preferred(x, codebook):
-            return certified.nearest_code_certified(x, codebook, fast_search)
+            return certified.nearest_code_certified(x, codebook)
         return fused.nearest_code_triton(x, codebook, fast=False)
 
     _IMPLEMENTATIONS["cuda"] = _search_on_cuda
