@@ -60,7 +60,7 @@ from torch import Tensor
 from vqcodec.kernels import triton_nearest_code as fused
 from vqcodec.kernels.launch import LaunchCache, cdiv, next_power_of_2, on_device
 
-# Entries kept a row (the bound is about 2⁻¹⁰·‖x‖·‖c‖); rows with more go to the tf32x3
+# Entries kept a row (the bound is about 2⁻¹⁰·‖x − μ‖·‖c − μ‖); rows with more go to the tf32x3
 # fallback. On the random inputs measured (docs/BENCHMARKS.md) no row had more.
 SLOTS = 16
 # Columns a step when re-scoring in float64.
