@@ -669,8 +669,9 @@ def _multiprocessors(device: torch.device) -> int:
 # 1.63x at (65,536, 16,384, 384) but 0.75x at (65,536, 4,096, 512); and 0.50x at (65,536,
 # 1,024, 128), 0.32x at (262,144, 1,024, 8) (04:30 UTC): with few codebook tiles a row, its
 # per-row work (centred norms, the float64 re-check) costs more than the tf32x3 products it
-# saves. Below 2^32 multiply-adds an eager call is host-bound, and this path makes about a
-# dozen launches to the tf32x3 kernel's two.
+# saves. Below 2^32 multiply-adds an eager call is host-bound, and this path makes 17 launches
+# (kernels and small torch operations; two more a further codebook slice) to the tf32x3
+# kernel's two.
 MIN_WORK = 2**32
 MIN_CODES = 4096
 MIN_CODES_STREAMED = 16384  # rows wider than fused.MAX_RESIDENT_D["fast"] (256)
