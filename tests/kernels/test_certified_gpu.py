@@ -103,16 +103,17 @@ def test_codebook_slices_carry_each_rows_state(
     assert excess_over_float64(x, codebook, certified.nearest_code_certified(x, codebook)) <= 4.0
 
 
-@pytest.mark.parametrize("spread", [False, True])
-def test_near_ties_below_fp16_resolution_get_the_float64_nearest(spread: bool) -> None:
-    """Clusters of six codes 10⁻⁴ apart (fp16 resolves 5·10⁻⁴, bf16 4·10⁻³; float32 scores
+@pytest.mark.parametrize("size,spread", [(6, False), (6, True), (2, False)])
+def test_near_ties_below_fp16_resolution_get_the_float64_nearest(size: int, spread: bool) -> None:
+    """Clusters of ``size`` codes 10⁻⁴ apart (fp16 resolves 5·10⁻⁴, bf16 4·10⁻³; float32 scores
     3·10⁻⁵ here, coarser than the distances between a cluster's codes): fast mode misses the
     nearest often; the certified search never does, whether a cluster's codes sit in one tile
-    of the codebook or are spread over it."""
+    of the codebook (six: kept as the whole tile; two: as two codes) or are spread over it."""
     base = torch.randn(200, 64, device="cuda")
-    codebook = (base[:, None] + 1e-4 * torch.randn(200, 6, 64, device="cuda")).reshape(-1, 64)
+    noise = 1e-4 * torch.randn(200, size, 64, device="cuda")
+    codebook = (base[:, None] + noise).reshape(-1, 64)
     if spread:
-        codebook = codebook[torch.randperm(1200, device="cuda")]
+        codebook = codebook[torch.randperm(len(codebook), device="cuda")]
     x = base[torch.randint(0, 200, (20000,), device="cuda")] + 1e-4 * torch.randn(
         20000, 64, device="cuda"
     )
@@ -292,10 +293,9 @@ def test_large_exact_calls_go_through_the_certified_search(monkeypatch: pytest.M
     nearest_code(x[:100], codebook)  # small: the tf32x3 kernel
     nearest_code(x.repeat(4, 1), codebook[:1024])  # 1,024 codes: the tf32x3 kernel
     nearest_code(x, codebook, fast=True)
-    wide = torch.randn(8192, 300, device="cuda")
-    nearest_code(wide, torch.randn(4096, 300, device="cuda"))  # streamed rows, few codes: tf32x3
     assert calls == [1]
-    nearest_code(wide, torch.randn(16384, 300, device="cuda"))
+    wide = torch.randn(8192, 300, device="cuda")
+    nearest_code(wide, torch.randn(4096, 300, device="cuda"))  # rows streamed along D
     assert calls == [1, 1]
 
 
@@ -313,4 +313,4 @@ def test_extra_memory_is_linear_in_rows_and_codes(n: int, k: int, d: int) -> Non
     # the codebook's fp16 slice (at most SLICE_BYTES: 2 slices of 131,072 codes at K = 2^18);
     # a row's best score, entry count, candidates, list entry and index; a code's half-norm
     copy = min(2 * k * d, certified.SLICE_BYTES)
-    assert extra < copy + (4 + 4 + 4 * certified.SLOTS + 4 + 8) * n + 8 * k + (1 << 20)
+    assert extra < copy + (4 + 4 + 8 * certified.SLOTS + 4 + 8) * n + 8 * k + (1 << 20)

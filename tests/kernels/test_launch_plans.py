@@ -38,7 +38,7 @@ def test_certified_search_takes_only_large_exact_searches() -> None:
     assert not preferred(262144, 16384, 16)  # small D
     assert preferred(2048, 4096, 128, groups=4)  # the groups' work counts together
     assert preferred(8192, 4096, 256)
-    assert not preferred(8192, 4096, 257)  # rows streamed along D: measured slower at 4,096
+    assert preferred(8192, 4096, 257)  # rows streamed along D
     assert preferred(8192, 16384, 512)
 
 
@@ -66,3 +66,16 @@ def test_error_bound_grows_with_the_features_summed() -> None:
     # fp16 rounding of both operands dominates β: at least 2·2⁻¹¹
     assert 2 * 2.0**-11 < beta_64 < beta_256 < 2 * 2.0**-10
     assert gamma_64 < gamma_256 < beta_256 and tiny_64 < tiny_256
+
+
+def test_only_short_streamed_fast_passes_are_flattened() -> None:
+    """Flattening (code tile, D chunk) pairs into one loop was measured faster in fast mode
+    with 2–4 chunks only (docs/BENCHMARKS.md)."""
+
+    def flattened(d: int, fast: bool) -> bool:
+        return fused.flattened(fused.row_chunks(d, fast)["NUM_D_CHUNKS"], not fast)
+
+    assert flattened(300, fast=True) and flattened(512, fast=True)
+    assert not flattened(256, fast=True)  # rows on chip: no inner loop
+    assert not flattened(520, fast=True)  # 8 chunks
+    assert not flattened(300, fast=False)  # tf32x3

@@ -19,13 +19,14 @@ products and a proven bound on their error, in one pass over the codebook:
    the group's largest centred code norm: for the code ``b`` that scored ``m``, ``s̃(c*) ≥
    s(c*) − e ≥ s(b) − e ≥ s̃(b) − 2e``). So the test ``s̃(c) ≥ m − 2·e_max`` keeps every
    nearest code, with ``m`` the running maximum (never more than the final one). A row keeps
-   what passes in up to ``SLOTS`` entries: the code, or, when two or more codes of one tile
-   pass, the whole tile; when ``m`` rises past the old ``m`` plus ``2·e_max``, every earlier
-   entry (scoring at most the old ``m``) fails the test and the row starts again. The test
-   needs no exchange between a program's rows, so tiles stream without waits; the rows'
-   state carries across slices.
+   what passes in up to ``SLOTS`` entries, one a tile with passing codes: enough to name one
+   or two of them, or, when three or more pass (rare), the whole tile; when ``m`` rises past
+   the old ``m`` plus ``2·e_max``, every earlier entry (scoring at most the old ``m``) fails
+   the test and the row starts again. The test needs no exchange between a program's rows, so
+   tiles stream without waits; the rows' state carries across slices.
 3. ``_recheck_kernel`` re-scores each row's entries in float64 and writes the best, the lowest
-   index on ties.
+   index on ties. Naming two codes matters: a program's rows wait for its slowest one, and a
+   whole tile is scored one code after another.
 4. Rows with more than ``SLOTS`` entries (many near-equal codes) or a non-finite bound go on a
    list; ``_fallback_kernel`` searches them with tf32x3 (nearest up to float32 rounding) over
    codebook slices in parallel and merges the slices' winners with 64-bit atomic maxima, which
@@ -44,7 +45,7 @@ codes (``centred_half_norms``). The subtraction, the test's own additions, the s
 the threshold's rounding to float32 each err by a few units of float32 rounding of ``‖x‖·‖c‖ +
 ‖c‖²/2``, covered by ``2⁻²⁰`` added to both factors. Exactness rests on this bound (nothing
 checks it at run time); ``test_certified_gpu.py`` measures it against cuBLAS's fp16 products.
-Memory: the fp16 slices (at most ``SLICE_BYTES`` each), a row's best score, ``SLOTS`` int32
+Memory: the fp16 slices (at most ``SLICE_BYTES`` each), a row's best score, ``SLOTS`` int64
 entries and a list entry, a code's half-norm: O(N + K), never O(N·K).
 """
 
@@ -271,9 +272,12 @@ def _candidates_kernel(
         x = 0
     top = tl.load(top_ptr + rows, mask=row_ok, other=float("-inf"))
     count = tl.load(count_ptr + rows, mask=row_ok, other=0)
-    # A whole tile's entry: -1 - (its first code + its width / 64); first codes are multiples
-    # of 64 (slices start at multiples of SLICE_ALIGN).
-    whole_tile = BLOCK_K // 64
+    # Each hit adds (1 << 24) + (column << 15) + column² to its row's tally: the count of hits
+    # and, without overflow when there are two or fewer (columns < 128), their columns' sum
+    # and sum of squares (_hit_codes). First codes of tiles are multiples of 64 (slices start
+    # at multiples of SLICE_ALIGN), so an entry's low six bits hold the tile's width / 64.
+    tl.static_assert(BLOCK_K <= 128)
+    hit_keys = (1 << 24) + (ks << 15) + ks * ks
     for k0 in range(0, k_end - k_begin, BLOCK_K):
         codes = k0 + ks
         code_ok = codes < k_end - k_begin
@@ -290,14 +294,13 @@ def _candidates_kernel(
         # The entries so far hold codes scoring at most top: none of them passes any more.
         count = tl.where(passing > top, 0, count)
         top = new_top
-        # Hits and the sum of their columns in one sum: (1 << 16) + column a hit. A row with
-        # one hit keeps its code; with more (rare: near-equal codes within a tile), the tile.
-        # No test spans the program's rows, so no wait between tiles.
+        # A tile with hits is one entry: its first code and width, and one sum over its hits
+        # (see hit_keys) from which the re-check finds them. No test spans the program's rows,
+        # so no wait between tiles.
         hit = score >= passing[:, None]
-        tally = tl.sum(tl.where(hit, 65536 + ks[None, :], 0), axis=1)
-        hits = tally >> 16
-        first = k_begin + k0
-        entry = tl.where(hits == 1, first + (tally & 65535), -1 - (first + whole_tile))
+        tally = tl.sum(tl.where(hit, hit_keys[None, :], 0), axis=1)
+        entry = ((tally.to(tl.int64) & 0xFFFFFFFF) << 32) + (k_begin + k0 + BLOCK_K // 64)
+        hits = (tally >> 24) & 255
         where = candidates_ptr + rows.to(tl.int64) * SLOTS + count
         tl.store(where, entry, mask=row_ok & (hits > 0) & (count < SLOTS))
         count += tl.where(hits > 0, 1, 0)
@@ -305,6 +308,24 @@ def _candidates_kernel(
     tl.store(top_ptr + rows, top, mask=row_ok)
     # A non-finite bound (non-finite inputs) leaves the row to the fallback.
     tl.store(count_ptr + rows, tl.where(slack < float("inf"), count, SLOTS + 1), mask=row_ok)
+
+
+@triton.jit
+def _hit_codes(entry):
+    """A candidates entry (int64 ``[BLOCK_N]``) decoded: the tile's first code, the number of
+    codes to re-score (one or two hits: those; more, rare: the whole tile) and, for two hits,
+    the lower and the upper hit code (for one, the upper is the hit). Two hit columns ``a <
+    b`` follow from their sum ``S`` and sum of squares ``Q`` as ``(S ∓ √(2Q − S²)) / 2``."""
+    tally = ((entry >> 32) & 0xFFFFFFFF).to(tl.int32)
+    hits = (tally >> 24) & 255
+    column_sum = (tally >> 15) & 511
+    squares = tally & 32767
+    start = (entry & 0xFFFFFFFF).to(tl.int32)
+    first = start & ~63
+    width = tl.where(hits <= 2, hits, (start & 63) * 64)
+    apart = tl.sqrt(tl.maximum(2 * squares - column_sum * column_sum, 0).to(tl.float32))
+    lower = (column_sum - (apart + 0.5).to(tl.int32)) >> 1  # rounded: tl.sqrt approximates
+    return first, width, first + lower, first + column_sum - lower
 
 
 @triton.jit
@@ -347,12 +368,9 @@ def _recheck_kernel(
     for j in range(0, tl.max(kept, axis=0)):
         valid = j < kept
         entry = tl.load(candidates_ptr + rows.to(tl.int64) * SLOTS + j, mask=valid, other=0)
-        whole = valid & (entry < 0)
-        packed = -1 - entry
-        start = tl.where(whole, packed & ~63, entry)
-        width = tl.where(whole, (packed & 63) * 64, 1)
+        first, width, lower, upper = _hit_codes(entry)
         for t in range(0, tl.max(tl.where(valid, width, 0), axis=0)):
-            code = start + t
+            code = tl.where(width <= 2, tl.where(t == width - 1, upper, lower), first + t)
             ok = valid & (t < width) & (code < K)
             score = _exact_scores(x_ptr, codebook_ptr, rows, ok, code, D, CHECK_D)
             better = ok & ((score > best) | ((score == best) & (code < best_index)))
@@ -575,7 +593,7 @@ def nearest_code_certified(x: Tensor, codebook: Tensor) -> Tensor:
     max_half_norm = centred_half_norm.amax(dim=1)
     top = torch.full((groups, n), float("-inf"), dtype=torch.float32, device=device)
     count = torch.zeros(groups, n, dtype=torch.int32, device=device)
-    candidates = torch.empty(groups, n, SLOTS, dtype=torch.int32, device=device)
+    candidates = torch.empty(groups, n, SLOTS, dtype=torch.int64, device=device)
     codes_per_slice = per_slice(groups, k, d)
     codes = torch.empty(groups, codes_per_slice, d, dtype=torch.float16, device=device)
     # Rows too wide to stay on chip stream along D from a scaled fp16 copy, made in slices.
@@ -663,18 +681,17 @@ def _multiprocessors(device: torch.device) -> int:
 
 
 # Where the certified search is faster than the tf32x3 kernel (graph-replayed, float32 inputs,
-# H100, 2026-11-23 04:45 and 04:52 UTC, scratch/certified_ab.py; docs/BENCHMARKS.md, "Exact
-# mode in one pass"): 1.26x at (65,536, 4,096, 64), 1.59x at (65,536, 4,096, 128), 2.6-5.3x at
-# the three large anchor shapes; with rows streamed along D, 1.55x at (16,384, 16,384, 512) and
-# 1.63x at (65,536, 16,384, 384) but 0.75x at (65,536, 4,096, 512); and 0.50x at (65,536,
-# 1,024, 128), 0.32x at (262,144, 1,024, 8) (04:30 UTC): with few codebook tiles a row, its
+# H100, 2026-11-23, scratch/pair_ab.py; docs/BENCHMARKS.md, "Two hits in a tile"): 1.96x at
+# (65,536, 4,096, 64), 1.59x at (65,536, 4,096, 128), 2.6-5.3x at the three large anchor
+# shapes; with rows streamed along D, 1.53x at (65,536, 4,096, 512), 2.4x at (65,536, 16,384,
+# 384) and 3.7x at (16,384, 16,384, 512); but 0.50x at (65,536, 1,024, 128) and 0.32x at
+# (262,144, 1,024, 8) (04:30 UTC, "Exact mode in one pass"): with few codebook tiles a row, its
 # per-row work (centred norms, the float64 re-check) costs more than the tf32x3 products it
 # saves. Below 2^32 multiply-adds an eager call is host-bound, and this path makes 17 launches
 # (kernels and small torch operations; two more a further codebook slice) to the tf32x3
 # kernel's two.
 MIN_WORK = 2**32
 MIN_CODES = 4096
-MIN_CODES_STREAMED = 16384  # rows wider than fused.MAX_RESIDENT_D["fast"] (256)
 MIN_D = 32
 
 
@@ -682,5 +699,4 @@ def preferred(x: Tensor, codebook: Tensor) -> bool:
     """Whether an exact search of these inputs (which :func:`vqcodec.kernels.triton_nearest_code.
     supports`) should come here rather than to the tf32x3 kernel."""
     d, k = x.shape[-1], codebook.shape[-2]
-    min_codes = MIN_CODES if d <= fused.MAX_RESIDENT_D["fast"] else MIN_CODES_STREAMED
-    return d >= MIN_D and k >= min_codes and x.shape[:-1].numel() * k * d >= MIN_WORK
+    return d >= MIN_D and k >= MIN_CODES and x.shape[:-1].numel() * k * d >= MIN_WORK
