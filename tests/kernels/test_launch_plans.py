@@ -51,6 +51,7 @@ def test_slices_fit_the_bound_and_start_on_tile_boundaries(groups: int, k: int, 
         assert certified.SLICE_ALIGN % config.kwargs["BLOCK_K"] == 0
         assert certified.SLICE_ALIGN % config.kwargs["BLOCK_N"] == 0  # row slices too
         assert config.kwargs["BLOCK_K"] % 64 == 0
+        assert config.kwargs["BLOCK_K"] <= 128  # the hit tally's column fields (7 bits)
 
 
 def test_small_codebooks_are_one_slice_and_many_groups_still_get_a_slice() -> None:
