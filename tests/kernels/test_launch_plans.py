@@ -16,7 +16,7 @@ from vqcodec.kernels import triton_nearest_code as fused  # noqa: E402
     [
         (1, True, (16, 1)),  # padded to one 16-wide k step
         (129, True, (256, 1)),  # resident up to 256 in fast mode
-        (300, True, (128, 4)),  # 512 padded, streamed in 128 columns
+        (300, True, (64, 8)),  # 512 padded, streamed in 64 columns
         (129, False, (64, 4)),  # tf32x3 keeps at most 128 resident
         (128, False, (128, 1)),
         (520, False, (64, 16)),
@@ -42,7 +42,9 @@ def test_certified_search_takes_only_large_exact_searches() -> None:
     assert preferred(8192, 16384, 512)
 
 
-@pytest.mark.parametrize("groups,k,d", [(1, 16384, 256), (1, 262144, 256), (4, 70000, 64)])
+@pytest.mark.parametrize(
+    "groups,k,d", [(1, 16384, 256), (1, 262144, 256), (4, 70000, 64), (1, 65536, 384)]
+)
 def test_slices_fit_the_bound_and_start_on_tile_boundaries(groups: int, k: int, d: int) -> None:
     per_slice = certified.per_slice(groups, k, d)
     assert 2 * groups * per_slice * d <= certified.SLICE_BYTES
@@ -61,6 +63,14 @@ def test_small_codebooks_are_one_slice_and_many_groups_still_get_a_slice() -> No
     assert certified.per_slice(256, 10**6, 256) == certified.SLICE_ALIGN  # over 16 MiB
 
 
+def test_slices_are_equal_rather_than_leaving_a_short_last_one() -> None:
+    # 21,760 rows of 384 features fit in 16 MiB: four slices of 16,384, not three and then 256
+    assert certified.per_slice(1, 65536, 384) == 16384
+    # 3 slices of 21,760 at most: 20,000 each, rounded up to a multiple of 256
+    assert certified.per_slice(1, 60000, 384) == 20224
+    assert certified.per_slice(1, 21761, 384) == 11008
+
+
 def test_error_bound_grows_with_the_features_summed() -> None:
     beta_64, gamma_64, tiny_64 = certified.error_factors(64)
     beta_256, gamma_256, tiny_256 = certified.error_factors(256)
@@ -69,14 +79,8 @@ def test_error_bound_grows_with_the_features_summed() -> None:
     assert gamma_64 < gamma_256 < beta_256 and tiny_64 < tiny_256
 
 
-def test_only_short_streamed_fast_passes_are_flattened() -> None:
-    """Flattening (code tile, D chunk) pairs into one loop was measured faster in fast mode
-    with 2–4 chunks only (docs/BENCHMARKS.md)."""
-
-    def flattened(d: int, fast: bool) -> bool:
-        return fused.flattened(fused.row_chunks(d, fast)["NUM_D_CHUNKS"], not fast)
-
-    assert flattened(300, fast=True) and flattened(512, fast=True)
-    assert not flattened(256, fast=True)  # rows on chip: no inner loop
-    assert not flattened(520, fast=True)  # 8 chunks
-    assert not flattened(300, fast=False)  # tf32x3
+def test_fast_mode_multiplies_in_fp16_only_when_both_inputs_are_fp16() -> None:
+    assert fused.fast_dtype(torch.float16, torch.float16) == torch.float16
+    assert fused.fast_dtype(torch.float16, torch.float32) == torch.bfloat16  # fp16's range
+    assert fused.fast_dtype(torch.float32, torch.float32) == torch.bfloat16
+    assert fused.fast_dtype(torch.bfloat16, torch.float16) == torch.bfloat16

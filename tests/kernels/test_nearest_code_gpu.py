@@ -55,6 +55,18 @@ def test_fast_mode_is_nearest_up_to_bf16_rounding(n: int, k: int, d: int) -> Non
     assert float(excess_distance(x, codebook, idx).max()) <= 1.0
 
 
+@pytest.mark.parametrize("n,k,d", [(513, 4097, 300), (64, 5, 520), (300, 1000, 1030)])
+def test_fast_mode_on_wide_float32_rows_searches_their_bf16_roundings(
+    n: int, k: int, d: int
+) -> None:
+    """Rows too wide to stay on chip are rounded to bf16 copies (codes too) before the search:
+    the answer is a nearest code of the rounded row among the rounded codes."""
+    x = torch.randn(n, d, device="cuda")
+    codebook = torch.randn(k, d, device="cuda")
+    idx = nearest_code(x, codebook, fast=True)
+    assert float(excess_distance(x.bfloat16(), codebook.bfloat16(), idx).max()) <= 1.0
+
+
 @pytest.mark.parametrize("groups,k,d", [(1, 1, 1), (3, 17, 33), (2, 1000, 520), (1, 4097, 256)])
 def test_half_norms_of_irregular_codebooks(groups: int, k: int, d: int) -> None:
     """The kernels' ``0.5·‖c‖²`` (D = 520: more than one load of 512 a code), with padding."""

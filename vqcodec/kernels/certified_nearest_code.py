@@ -64,7 +64,7 @@ from vqcodec.kernels.launch import LaunchCache, cdiv, next_power_of_2, on_device
 # Entries kept a row (the bound is about 2⁻¹⁰·‖x − μ‖·‖c − μ‖); rows with more go to the tf32x3
 # fallback. On the random inputs measured (docs/BENCHMARKS.md) no row had more.
 SLOTS = 16
-# Columns a step when re-scoring in float64.
+# Columns a step of the rows' float64 norms in the candidates pass.
 CHECK_D = 32
 # The fallback's tiles: one of the tf32x3 kernel's configs.
 FALLBACK_BLOCK_N, FALLBACK_BLOCK_K, FALLBACK_WARPS, FALLBACK_STAGES = 64, 64, 4, 3
@@ -496,7 +496,12 @@ COPY_BLOCK = 4096
 # multiples of SLICE_ALIGN codes (of every config's BLOCK_K, and of 64 for tile entries).
 SLICE_BYTES = 1 << 24
 SLICE_ALIGN = 256
-RECHECK_BLOCK_N, RECHECK_WARPS = 64, 4
+# The float64 re-check's tile: 16 rows (a program's rows wait for the one with the most
+# entries) and 128 columns a step (fewer dependent load steps a code). Against 64 rows and 32
+# columns, side by side on an H100: 1.60x faster searches at (65,536, 4,096, 512), 1.87x at
+# D = 1,024, 1.00-1.02x at D <= 256 (benchmarks/results/nearest_code_h100_2026-11-23_copies.txt,
+# part 5).
+RECHECK_BLOCK_N, RECHECK_D, RECHECK_WARPS = 16, 128, 4
 CENTRE_PART = 128  # codes a program sums for the centres (enough programs to fill the GPU)
 
 
@@ -569,10 +574,16 @@ def centred_half_norms(codebook: Tensor, centre: Tensor, scale: Tensor) -> Tenso
 
 def per_slice(groups: int, m: int, d: int) -> int:
     """Vectors (codes, or rows when they stream along ``D``) a slice of ``m`` takes, per group:
-    all of them when their fp16 copy fits in ``SLICE_BYTES``, else the most that do, a
-    multiple of ``SLICE_ALIGN``."""
-    fitting = SLICE_BYTES // (2 * d * groups) // SLICE_ALIGN * SLICE_ALIGN
-    return m if m <= fitting else max(SLICE_ALIGN, fitting)
+    all of them when their fp16 copy fits in ``SLICE_BYTES``, else as many as make equal
+    slices that fit, a multiple of ``SLICE_ALIGN`` (the last slice may be a little shorter)."""
+    fitting = max(SLICE_ALIGN, SLICE_BYTES // (2 * d * groups) // SLICE_ALIGN * SLICE_ALIGN)
+    if m <= fitting:
+        return m
+    # Equal slices: a short last row slice is a launch of a few programs over every code, with
+    # most of the GPU idle (65,536 rows of 384 features were 3 x 21,760 rows and then 256; with
+    # the re-check's new tile, 1.66x faster there: nearest_code_h100_2026-11-23_copies.txt, part 6).
+    slices = cdiv(m, fitting)
+    return cdiv(cdiv(m, slices), SLICE_ALIGN) * SLICE_ALIGN
 
 
 def nearest_code_certified(x: Tensor, codebook: Tensor) -> Tensor:
@@ -642,7 +653,7 @@ def nearest_code_certified(x: Tensor, codebook: Tensor) -> Tensor:
         _recheck_launches(
             key, (cdiv(n, RECHECK_BLOCK_N), groups),
             xs, cs, count, candidates, needy, num_needy, out, n, k, d, n * d, k * d,
-            SLOTS=SLOTS, CHECK_D=CHECK_D, BLOCK_N=RECHECK_BLOCK_N, num_warps=RECHECK_WARPS,
+            SLOTS=SLOTS, CHECK_D=RECHECK_D, BLOCK_N=RECHECK_BLOCK_N, num_warps=RECHECK_WARPS,
         )  # fmt: skip
         # The fallback's tf32x3 search takes the codes' own half-norms.
         _search_unsettled_rows(key, xs, cs, fused.half_norms(cs), needy, num_needy, out)

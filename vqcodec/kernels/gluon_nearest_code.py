@@ -59,7 +59,12 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 from vqcodec.kernels.launch import LaunchCache, cdiv, next_power_of_2, on_device
-from vqcodec.kernels.triton_nearest_code import TERMS_WIDTH, half_norm_terms, half_norms
+from vqcodec.kernels.triton_nearest_code import (
+    TERMS_WIDTH,
+    fast_dtype,
+    half_norm_terms,
+    half_norms,
+)
 
 # Padding codes (past K, up to one whole tile past the last) get this half-norm: far from every
 # row, yet finite, so that writing a column into its low bits cannot make a NaN of it the way it
@@ -925,7 +930,7 @@ class PreparedSearch:
         batched = x.dim() == 3
         xs = x if batched else x[None]
         cs = codebook if batched else codebook[None]
-        dtype = torch.float16 if xs.dtype == cs.dtype == torch.float16 else torch.bfloat16
+        dtype = fast_dtype(xs.dtype, cs.dtype)
         xs, cs = _tma_ready(xs.to(dtype)), _tma_ready(cs.to(dtype))
         groups, n, d = xs.shape
         k = cs.shape[1]

@@ -8,7 +8,8 @@ are written. Extra memory is the ``[K]`` half-norms and the ``[N]`` output: O(N 
 Two precisions:
 
 * **fast**: operands rounded to bf16 (fp16 inputs stay fp16) — full tensor-core rate; a row
-  whose two nearest codes are closer than bf16 rounding may get the second one.
+  whose two nearest codes are closer than bf16 rounding may get the second one. Rows wider
+  than 256 features, streamed along ``D``, are rounded to copies before the search.
 * **exact** (default): float32 operands with ``tf32x3`` products (three TF32 products that
   recover float32 accuracy), so the chosen code is nearest up to float32 rounding.
 
@@ -51,6 +52,8 @@ def _configs(exact: bool) -> list[triton.Config]:
             (256, 128, 8, 3),
             (256, 64, 16, 3),
             (128, 64, 4, 4),
+            (256, 128, 8, 4),
+            (128, 256, 8, 3),
         ]
     )
     return [
@@ -138,17 +141,6 @@ def products(
     return product
 
 
-@triton.constexpr_function
-def flattened(num_d_chunks, exact):
-    """Whether a pass over codebook tiles runs as one flattened loop over (code tile, D chunk)
-    pairs. Streaming rows in 2–4 chunks, a tile's own loop is too short to hide its first loads:
-    flattened, they run ahead across tiles (1.06–1.14x faster in fast mode at D = 384 and 512,
-    identical answers; H100, benchmarks/results/nearest_code_h100_2026-11-23_two_hits.txt,
-    parts 1–3). Measured no faster with 8 chunks (D = 1,024: 0.97x) or with tf32x3 products
-    (0.96–1.00x)."""
-    return 1 < num_d_chunks <= 4 and not exact
-
-
 @triton.jit
 def best_codes(
     x,
@@ -173,7 +165,7 @@ def best_codes(
     ks = tl.arange(0, BLOCK_K)
     best = tl.full((rows.shape[0],), float("-inf"), tl.float32)
     best_index = tl.zeros((rows.shape[0],), tl.int32) + k_begin
-    for k0 in tl.range(k_begin, k_end, BLOCK_K, flatten=flattened(NUM_D_CHUNKS, EXACT)):
+    for k0 in range(k_begin, k_end, BLOCK_K):
         codes = k0 + ks
         code_ok = (codes < K) & (codes < k_end)
         score = products(
@@ -366,9 +358,12 @@ _search_launches = {True: LaunchCache(_fast_kernel), False: LaunchCache(_exact_k
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Above these padded D the row tile is streamed in chunks along D instead of staying on chip.
-# tf32x3 keeps split copies of its float32 operands, so exact mode has room for less.
+# tf32x3 keeps split copies of its float32 operands, so exact mode has room for less. Fast mode
+# streams its bf16/fp16 copies in 64 columns: with the configs (256, 128, 8, 4) and (128, 256,
+# 8, 3), 1.10-1.20x faster than 128 columns at D = 320 to 1,024; flattening the (code tile,
+# chunk) loop was no faster (0.93-1.01x; H100, nearest_code_h100_2026-11-23_copies.txt, part 2).
 MAX_RESIDENT_D = {"fast": 256, "exact": 128}
-STREAMED_CHUNK = {"fast": 128, "exact": 64}
+STREAMED_CHUNK = {"fast": 64, "exact": 64}
 
 
 def row_chunks(d: int, fast: bool) -> dict[str, int]:
@@ -379,6 +374,13 @@ def row_chunks(d: int, fast: bool) -> dict[str, int]:
     padded = max(16, next_power_of_2(d))
     chunk = padded if padded <= MAX_RESIDENT_D[mode] else STREAMED_CHUNK[mode]
     return {"D_CHUNK": chunk, "NUM_D_CHUNKS": cdiv(padded, chunk)}
+
+
+def fast_dtype(x_dtype: torch.dtype, codebook_dtype: torch.dtype) -> torch.dtype:
+    """The dtype fast mode multiplies in: float16 when both inputs are float16, else bfloat16
+    (float32's range, so no input overflows)."""
+    both_half = x_dtype == codebook_dtype == torch.float16
+    return torch.float16 if both_half else torch.bfloat16
 
 
 def supports(x: Tensor, codebook: Tensor) -> bool:
@@ -402,6 +404,15 @@ def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
     batched = x.dim() == 3
     xs = (x if batched else x[None]).contiguous()
     cs = (codebook if batched else codebook[None]).contiguous()
+    chunks = row_chunks(xs.shape[2], fast)
+    if fast and chunks["NUM_D_CHUNKS"] > 1:
+        # Streamed rows are read again for every codebook tile: rounding them (and the codes)
+        # to the product dtype first halves that traffic for float32 inputs, as the Hopper
+        # kernel does (the half-norms then come from the rounded codes, as there). Measured
+        # 2.2-2.6x faster at D = 320 to 1,024 with 128-column chunks (H100, graph-replayed,
+        # benchmarks/results/nearest_code_h100_2026-11-23_copies.txt, part 1).
+        dtype = fast_dtype(xs.dtype, cs.dtype)
+        xs, cs = xs.to(dtype), cs.to(dtype)
     groups, n, d = xs.shape
     k = cs.shape[1]
     out = torch.empty(groups, n, dtype=torch.int64, device=x.device)
@@ -415,7 +426,6 @@ def nearest_code_triton(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
     with on_device(x.device):
         _search_launches[fast](
             key, grid, xs, cs, half_norms(cs), out, n, k, d, n * d, k * d,
-            min(next_power_of_2(n), 1 << 16), next_power_of_2(k),
-            **row_chunks(d, fast), EXACT=not fast,
+            min(next_power_of_2(n), 1 << 16), next_power_of_2(k), **chunks, EXACT=not fast,
         )  # fmt: skip
     return out if batched else out[0]
