@@ -3,7 +3,8 @@
 Each program owns ``BLOCK_N`` rows of ``x`` and streams the codebook through on-chip memory in
 ``BLOCK_K`` tiles: one tensor-core product ``x·cᵀ`` per tile with float32 accumulation, minus
 ``‖c‖²/2`` (precomputed in float32), then a running arg-max per row. Only the ``[N]`` indices
-are written. Extra memory is the ``[K]`` half-norms and the ``[N]`` output: O(N + K).
+are written. Extra memory is the ``[K]`` half-norms and the ``[N]`` output: O(N + K); in fast
+mode, float32 rows wider than 256 also get bf16 copies of both inputs ((N + K)·D values).
 
 Two precisions:
 
