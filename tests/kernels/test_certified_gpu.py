@@ -66,6 +66,7 @@ def slices_of(codes: int, monkeypatch: pytest.MonkeyPatch, d: int) -> None:
     """Make the search copy the codebook in slices of ``codes`` codes (a multiple of
     ``SLICE_ALIGN``) at ``d`` features."""
     monkeypatch.setattr(certified, "SLICE_BYTES", 2 * d * codes)
+    monkeypatch.setattr(certified, "ROW_SLICE_BYTES", 2 * d * codes)
 
 
 SHAPES = [(1, 1, 1), (17, 33, 3), (1000, 1023, 129), (513, 4097, 300), (300, 70000, 64)]
@@ -97,7 +98,7 @@ def test_codebook_slices_carry_each_rows_state(
     256 features in slices of 256 rows: the rows' best scores and entries carry from slice to
     slice, and the answer is the float64 nearest."""
     slices_of(certified.SLICE_ALIGN, monkeypatch, d)
-    assert certified.per_slice(1, k, d) == certified.SLICE_ALIGN
+    assert certified.per_slice(1, k, d, certified.SLICE_BYTES) == certified.SLICE_ALIGN
     x = torch.randn(n, d, device="cuda")
     codebook = torch.randn(k, d, device="cuda")
     assert excess_over_float64(x, codebook, certified.nearest_code_certified(x, codebook)) <= 4.0

@@ -46,7 +46,7 @@ def test_certified_search_takes_only_large_exact_searches() -> None:
     "groups,k,d", [(1, 16384, 256), (1, 262144, 256), (4, 70000, 64), (1, 65536, 384)]
 )
 def test_slices_fit_the_bound_and_start_on_tile_boundaries(groups: int, k: int, d: int) -> None:
-    per_slice = certified.per_slice(groups, k, d)
+    per_slice = certified.per_slice(groups, k, d, certified.SLICE_BYTES)
     assert 2 * groups * per_slice * d <= certified.SLICE_BYTES
     assert per_slice == k or per_slice % certified.SLICE_ALIGN == 0
     for config in certified.CANDIDATE_CONFIGS:  # tile entries record widths in 64s
@@ -57,18 +57,27 @@ def test_slices_fit_the_bound_and_start_on_tile_boundaries(groups: int, k: int, 
 
 
 def test_small_codebooks_are_one_slice_and_many_groups_still_get_a_slice() -> None:
-    assert certified.per_slice(1, 16384, 256) == 16384  # 8 MiB of fp16
-    assert certified.per_slice(1, 262144, 256) == 32768  # 16 MiB a slice
-    assert certified.per_slice(64, 10**6, 256) == 512
-    assert certified.per_slice(256, 10**6, 256) == certified.SLICE_ALIGN  # over 16 MiB
+    assert certified.per_slice(1, 16384, 256, certified.SLICE_BYTES) == 16384  # 8 MiB of fp16
+    assert certified.per_slice(1, 262144, 256, certified.SLICE_BYTES) == 32768  # 16 MiB a slice
+    assert certified.per_slice(64, 10**6, 256, certified.SLICE_BYTES) == 512
+    assert (
+        certified.per_slice(256, 10**6, 256, certified.SLICE_BYTES) == certified.SLICE_ALIGN
+    )  # over 16 MiB
+
+
+def test_wide_rows_are_copied_in_larger_slices_than_codes() -> None:
+    rows = certified.ROW_SLICE_BYTES
+    assert certified.per_slice(1, 65536, 512, rows) == 65536  # 64 MiB of fp16: one launch
+    assert certified.per_slice(1, 65536, 1024, rows) == 32768
+    assert certified.per_slice(1, 65536, 512, certified.SLICE_BYTES) == 16384
 
 
 def test_slices_are_equal_rather_than_leaving_a_short_last_one() -> None:
     # 21,760 rows of 384 features fit in 16 MiB: four slices of 16,384, not three and then 256
-    assert certified.per_slice(1, 65536, 384) == 16384
+    assert certified.per_slice(1, 65536, 384, certified.SLICE_BYTES) == 16384
     # 3 slices of 21,760 at most: 20,000 each, rounded up to a multiple of 256
-    assert certified.per_slice(1, 60000, 384) == 20224
-    assert certified.per_slice(1, 21761, 384) == 11008
+    assert certified.per_slice(1, 60000, 384, certified.SLICE_BYTES) == 20224
+    assert certified.per_slice(1, 21761, 384, certified.SLICE_BYTES) == 11008
 
 
 def test_error_bound_grows_with_the_features_summed() -> None:

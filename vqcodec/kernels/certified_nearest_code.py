@@ -12,7 +12,7 @@ products and a proven bound on their error, in one pass over the codebook:
    origin). The codes are converted in slices (``per_slice``) whose fp16 copy takes at most
    ``SLICE_BYTES``, so the extra memory stays bounded whatever ``K``; rows of up to 256
    features are converted on chip once a program, wider ones (streamed along ``D``) in slices
-   too.
+   of at most ``ROW_SLICE_BYTES``.
 2. ``_candidates_kernel`` streams a slice with fp16 tensor-core products and keeps, per row,
    the best fp16 score so far ``m``. Every nearest code ``c*`` has ``s̃(c*) ≥ m − 2·e_max``
    (``s̃`` the fp16 score, ``s`` the exact one, ``e`` the bound below, ``e_max`` its value at
@@ -45,8 +45,9 @@ codes (``centred_half_norms``). The subtraction, the test's own additions, the s
 the threshold's rounding to float32 each err by a few units of float32 rounding of ``‖x‖·‖c‖ +
 ‖c‖²/2``, covered by ``2⁻²⁰`` added to both factors. Exactness rests on this bound (nothing
 checks it at run time); ``test_certified_gpu.py`` measures it against cuBLAS's fp16 products.
-Memory: the fp16 slices (at most ``SLICE_BYTES`` each), a row's best score, ``SLOTS`` int64
-entries and a list entry, a code's half-norm: O(N + K), never O(N·K).
+Memory: the fp16 slices (at most ``SLICE_BYTES`` of codes and ``ROW_SLICE_BYTES`` of rows),
+a row's best score, ``SLOTS`` int64 entries and a list entry, a code's half-norm: O(N + K),
+never O(N·K).
 """
 
 from __future__ import annotations
@@ -495,13 +496,19 @@ COPY_BLOCK = 4096
 # copy is bounded whatever K, and stays in L2 while the rows stream past it); slices start at
 # multiples of SLICE_ALIGN codes (of every config's BLOCK_K, and of 64 for tile entries).
 SLICE_BYTES = 1 << 24
+# Rows wider than 256 are copied in slices of at most ROW_SLICE_BYTES. Each slice is a launch
+# over every code: in 16 MiB slices, 65,536 rows of 512 features were four launches of 128
+# programs; one 64 MiB slice made the search 1.16x faster (1.46x at D = 1,024, two slices;
+# H100, benchmarks/results/nearest_code_h100_2026-11-23_copies.txt, part 9).
+ROW_SLICE_BYTES = 1 << 26
 SLICE_ALIGN = 256
-# The float64 re-check's tile: 16 rows (a program's rows wait for the one with the most
-# entries) and 128 columns a step (fewer dependent load steps a code). Against 64 rows and 32
-# columns, side by side on an H100: 1.60x faster searches at (65,536, 4,096, 512), 1.87x at
-# D = 1,024, 1.00-1.02x at D <= 256 (benchmarks/results/nearest_code_h100_2026-11-23_copies.txt,
-# part 5).
-RECHECK_BLOCK_N, RECHECK_D, RECHECK_WARPS = 16, 128, 4
+# The float64 re-check's tile: few rows (a program's rows wait for the one with the most
+# entries) and 128 columns a step (fewer dependent load steps a code). Side by side on an H100
+# (benchmarks/results/nearest_code_h100_2026-11-23_copies.txt): 16 rows against 64 rows and 32
+# columns, 1.60x faster searches at (65,536, 4,096, 512), 1.87x at D = 1,024, 1.00-1.02x at
+# D <= 256 (part 5); 8 rows and 2 warps against 16 and 4, 1.11x at D = 1,024, 1.00x on the five
+# other shapes (part 9).
+RECHECK_BLOCK_N, RECHECK_D, RECHECK_WARPS = 8, 128, 2
 CENTRE_PART = 128  # codes a program sums for the centres (enough programs to fill the GPU)
 
 
@@ -572,11 +579,11 @@ def centred_half_norms(codebook: Tensor, centre: Tensor, scale: Tensor) -> Tenso
     return out
 
 
-def per_slice(groups: int, m: int, d: int) -> int:
+def per_slice(groups: int, m: int, d: int, budget: int) -> int:
     """Vectors (codes, or rows when they stream along ``D``) a slice of ``m`` takes, per group:
-    all of them when their fp16 copy fits in ``SLICE_BYTES``, else as many as make equal
+    all of them when their fp16 copy fits in ``budget`` bytes, else as many as make equal
     slices that fit, a multiple of ``SLICE_ALIGN`` (the last slice may be a little shorter)."""
-    fitting = max(SLICE_ALIGN, SLICE_BYTES // (2 * d * groups) // SLICE_ALIGN * SLICE_ALIGN)
+    fitting = max(SLICE_ALIGN, budget // (2 * d * groups) // SLICE_ALIGN * SLICE_ALIGN)
     if m <= fitting:
         return m
     # Equal slices: a short last row slice is a launch of a few programs over every code, with
@@ -605,12 +612,12 @@ def nearest_code_certified(x: Tensor, codebook: Tensor) -> Tensor:
     top = torch.full((groups, n), float("-inf"), dtype=torch.float32, device=device)
     count = torch.zeros(groups, n, dtype=torch.int32, device=device)
     candidates = torch.empty(groups, n, SLOTS, dtype=torch.int64, device=device)
-    codes_per_slice = per_slice(groups, k, d)
+    codes_per_slice = per_slice(groups, k, d, SLICE_BYTES)
     codes = torch.empty(groups, codes_per_slice, d, dtype=torch.float16, device=device)
     # Rows too wide to stay on chip stream along D from a scaled fp16 copy, made in slices.
     chunks = fused.row_chunks(d, fast=True)
     streamed = chunks["NUM_D_CHUNKS"] > 1
-    rows_per_slice = per_slice(groups, n, d) if streamed else n
+    rows_per_slice = per_slice(groups, n, d, ROW_SLICE_BYTES) if streamed else n
     rows = xs  # not read unless streamed
     if streamed:
         rows = torch.empty(groups, rows_per_slice, d, dtype=torch.float16, device=device)
