@@ -507,7 +507,7 @@ SLICE_ALIGN = 256
 # (benchmarks/results/nearest_code_h100_2026-11-23_copies.txt): 16 rows against 64 rows and 32
 # columns, 1.60x faster searches at (65,536, 4,096, 512), 1.87x at D = 1,024, 1.00-1.02x at
 # D <= 256 (part 5); 8 rows and 2 warps against 16 and 4, 1.11x at D = 1,024, 1.00x on the five
-# other shapes (part 9).
+# other shapes (part 9), though 0.98x at (65,536, 4,096, 128) in the next run (part 10).
 RECHECK_BLOCK_N, RECHECK_D, RECHECK_WARPS = 8, 128, 2
 CENTRE_PART = 128  # codes a program sums for the centres (enough programs to fill the GPU)
 
