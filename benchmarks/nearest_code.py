@@ -5,7 +5,7 @@
 The fused fast mode is whatever ``nearest_code(..., fast=True)`` runs on this GPU (the Gluon
 kernel on Hopper); the Triton kernel's fast mode is timed beside it. Fused exact is the default
 mode (the certified search of ``certified_nearest_code`` where it is preferred, else the
-Triton kernel's tf32x3), timed beside the tf32x3 kernel.
+three fp16 products of ``split_nearest_code``), timed beside the Triton kernel's tf32x3.
 
 Prints, per shape (N, K, D): milliseconds (median of repeated runs, CUDA events via
 triton.testing.do_bench; for the two small shapes also replayed from a CUDA graph one call at a
@@ -29,6 +29,7 @@ from vector_quantize_pytorch import VectorQuantize
 
 from vqcodec.kernels import certified_nearest_code as certified
 from vqcodec.kernels import nearest_code
+from vqcodec.kernels import split_nearest_code as split
 from vqcodec.kernels import triton_nearest_code as fused
 from vqcodec.quantizers import VectorQuantizer
 
@@ -190,6 +191,7 @@ def run_shape(n: int, k: int, d: int, rate: float) -> dict:
     row["config_fast"] = str(fused._fast_kernel.best_config)
     row["config_exact"] = str(fused._exact_kernel.best_config)
     row["config_certified"] = str(getattr(certified._candidates, "best_config", None))
+    row["config_split"] = str(getattr(split._search_kernel, "best_config", None))
     print(
         f"{row['shape']}: fast {row['fused fast (bf16)']}, exact {row['fused exact (fp32 in)']}, "
         f"configs {row['config_fast']} / {row['config_exact']}",

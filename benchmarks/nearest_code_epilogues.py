@@ -110,10 +110,7 @@ def _variant_kernel(
 # The shipped kernel's configs, plus a few (mostly two-stage) that may fit two programs per SM.
 MORE_SHAPES = [(128, 128, 8, 2), (128, 64, 4, 2), (64, 64, 4, 2), (128, 128, 4, 2), (64, 128, 4, 2),
                (128, 32, 4, 3), (256, 32, 8, 3)]  # fmt: skip
-CONFIGS = shipped._configs(exact=False) + [
-    triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-    for bn, bk, w, s in MORE_SHAPES
-]
+CONFIGS = shipped.tile_configs(shipped.FAST_TILES + MORE_SHAPES)
 kernels = {
     (e, p): triton.autotune(configs=CONFIGS, key=["N_BUCKET", "K_BUCKET", "D_PAD"])(_variant_kernel)
     for e in (0, 1)

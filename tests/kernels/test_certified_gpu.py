@@ -289,13 +289,13 @@ def test_large_exact_calls_go_through_the_certified_search(monkeypatch: pytest.M
     monkeypatch.setattr(
         certified, "nearest_code_certified", lambda *args: calls.append(1) or original(*args)
     )
-    x, codebook = torch.randn(8192, 128, device="cuda"), torch.randn(4096, 128, device="cuda")
-    nearest_code(x, codebook)  # 2^32 multiply-adds, 4,096 codes
-    nearest_code(x[:100], codebook)  # small: the tf32x3 kernel
-    nearest_code(x.repeat(4, 1), codebook[:1024])  # 1,024 codes: the tf32x3 kernel
+    x, codebook = torch.randn(65536, 128, device="cuda"), torch.randn(4096, 128, device="cuda")
+    nearest_code(x, codebook)  # 2^35 multiply-adds, 4,096 codes
+    nearest_code(x[:8192], codebook)  # 2^32: the split search
+    nearest_code(x.repeat(4, 1), codebook[:1024])  # 1,024 codes: the split search
     nearest_code(x, codebook, fast=True)
     assert calls == [1]
-    wide = torch.randn(8192, 300, device="cuda")
+    wide = torch.randn(65536, 300, device="cuda")
     nearest_code(wide, torch.randn(4096, 300, device="cuda"))  # rows streamed along D
     assert calls == [1, 1]
 

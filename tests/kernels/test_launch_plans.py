@@ -8,6 +8,7 @@ import torch
 pytest.importorskip("triton")
 
 from vqcodec.kernels import certified_nearest_code as certified  # noqa: E402
+from vqcodec.kernels import split_nearest_code as split  # noqa: E402
 from vqcodec.kernels import triton_nearest_code as fused  # noqa: E402
 
 
@@ -28,17 +29,28 @@ def test_row_chunks_cover_the_padded_features(d: int, fast: bool, expected: tupl
     assert chunks["D_CHUNK"] * chunks["NUM_D_CHUNKS"] >= d
 
 
+@pytest.mark.parametrize(
+    "d,expected",
+    [(1, (16, 1)), (128, (128, 1)), (129, (64, 4)), (300, (64, 8)), (1030, (64, 32))],
+)
+def test_split_search_keeps_rows_up_to_128_on_chip(d: int, expected: tuple) -> None:
+    chunks = split.row_chunks(d)
+    assert (chunks["D_CHUNK"], chunks["NUM_D_CHUNKS"]) == expected
+
+
 def test_certified_search_takes_only_large_exact_searches() -> None:
     def preferred(n: int, k: int, d: int, groups: int = 1) -> bool:
         return certified.preferred(torch.empty(groups, n, d), torch.empty(groups, k, d))
 
-    assert preferred(8192, 4096, 128)  # 2^32 multiply-adds
-    assert not preferred(8191, 4096, 128)
-    assert not preferred(65536, 1024, 128)  # few codes: tf32x3 measured faster
+    assert preferred(65536, 4096, 128)  # 2^35 multiply-adds
+    assert not preferred(65535, 4096, 128)
+    assert not preferred(65536, 4096, 64)  # 2^34: with 4,096 codes the split search is faster
+    assert preferred(16384, 16384, 64)  # 2^34 with 16,384 codes
+    assert not preferred(16384, 16383, 64)
+    assert not preferred(1 << 20, 1024, 128)  # few codes: the split search measured faster
     assert not preferred(262144, 16384, 16)  # small D
-    assert preferred(2048, 4096, 128, groups=4)  # the groups' work counts together
-    assert preferred(8192, 4096, 256)
-    assert preferred(8192, 4096, 257)  # rows streamed along D
+    assert preferred(16384, 4096, 128, groups=4)  # the groups' work counts together
+    assert preferred(65536, 4096, 257)  # rows streamed along D
     assert preferred(8192, 16384, 512)
 
 

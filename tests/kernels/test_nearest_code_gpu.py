@@ -493,12 +493,12 @@ def test_fast_mode_on_hopper_goes_through_the_gluon_kernel(monkeypatch: pytest.M
     codebook = torch.randn(4096, 64, device="cuda", dtype=torch.bfloat16)
     nearest_code(x, codebook, fast=True)
     assert calls == [1]
-    nearest_code(x, codebook)  # exact mode: the certified search, no fast pass
+    nearest_code(x, codebook)  # exact mode: the split search, no fast pass
     assert calls == [1]
     nearest_code(x[:, :60].contiguous(), codebook[:, :60].contiguous(), fast=True)  # D % 8 != 0
     small_x, small_codebook = x[:100], codebook[:70]
     expected = nearest_code(small_x, small_codebook, fast=True)  # small and eager: Triton
-    nearest_code(small_x, small_codebook)  # small exact: the tf32x3 kernel
+    nearest_code(small_x, small_codebook)  # small exact: the split search
     assert calls == [1]
     # N·K = 2^28 row-code pairs at D = 8: few multiply-adds, but many pairs.
     nearest_code(torch.randn(262144, 8, device="cuda"), torch.randn(1024, 8, device="cuda"), True)

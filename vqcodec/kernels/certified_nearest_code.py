@@ -698,23 +698,24 @@ def _multiprocessors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-# Where the certified search is faster than the tf32x3 kernel (graph-replayed, float32 inputs,
-# H100, 2026-11-23, scratch/pair_ab.py; docs/BENCHMARKS.md, "Two hits in a tile"): 1.96x at
-# (65,536, 4,096, 64), 1.59x at (65,536, 4,096, 128), 2.6-5.3x at the three large anchor
-# shapes; with rows streamed along D, 1.53x at (65,536, 4,096, 512), 2.4x at (65,536, 16,384,
-# 384) and 3.7x at (16,384, 16,384, 512); but 0.50x at (65,536, 1,024, 128) and 0.32x at
-# (262,144, 1,024, 8) (04:30 UTC, "Exact mode in one pass"): with few codebook tiles a row, its
-# per-row work (centred norms, the float64 re-check) costs more than the tf32x3 products it
-# saves. Below 2^32 multiply-adds an eager call is host-bound, and this path makes 17 launches
-# (kernels and small torch operations; two more a further codebook slice) to the tf32x3
-# kernel's two.
-MIN_WORK = 2**32
-MIN_CODES = 4096
+# Where the certified search is faster than three fp16 products of split operands
+# (split_nearest_code; graph-replayed, float32 inputs, H100, 2026-11-23, scratch/split_ab*.py,
+# benchmarks/results/nearest_code_h100_2026-11-23_split.txt, parts 1-2): 1.07-1.19x at (65,536,
+# 4,096, 128) (2^35 multiply-adds), 1.64x at (65,536, 4,096, 256), 1.25x at (16,384, 16,384, 64)
+# (2^34), 2.05x at (65,536, 16,384, 256) and 1.31x at (65,536, 65,536, 64); but 0.93-0.96x at
+# 2^34 with 4,096 or 8,192 codes ((65,536, 4,096, 64), (65,536, 8,192, 32), (16,384, 4,096,
+# 256)), 0.81-1.01x at 2^33 and 0.70-0.83x at 2^32. Its per-row work (centred norms, the
+# float64 re-check) is paid back by the codes it saves products on, and its 17 launches
+# (kernels and small torch operations; two more a further codebook slice) by the work: the split
+# search makes two or three.
+# (codes at least, multiply-adds N·K·D at least) for the certified search; any pair will do.
+THRESHOLDS = ((4096, 2**35), (16384, 2**34))
 MIN_D = 32
 
 
 def preferred(x: Tensor, codebook: Tensor) -> bool:
     """Whether an exact search of these inputs (which :func:`vqcodec.kernels.triton_nearest_code.
-    supports`) should come here rather than to the tf32x3 kernel."""
+    supports`) should come here rather than to :mod:`vqcodec.kernels.split_nearest_code`."""
     d, k = x.shape[-1], codebook.shape[-2]
-    return d >= MIN_D and k >= MIN_CODES and x.shape[:-1].numel() * k * d >= MIN_WORK
+    work = x.shape[:-1].numel() * k * d
+    return d >= MIN_D and any(k >= codes and work >= least for codes, least in THRESHOLDS)

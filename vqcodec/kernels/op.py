@@ -5,10 +5,10 @@ CUDA the fused kernels are registered behind the same op: fast mode on Hopper GP
 Gluon kernel (:mod:`vqcodec.kernels.gluon_nearest_code`) for large problems and inside CUDA
 graphs, everything else the Triton kernel
 (:mod:`vqcodec.kernels.triton_nearest_code`); large exact searches take fp16 candidates
-re-checked in float64 (:mod:`vqcodec.kernels.certified_nearest_code`), smaller ones the Triton
-kernel's tf32x3; inputs none handles fall back to the reference, so callers always get an
-answer. ``torch.compile`` sees one opaque node (the fake
-implementation gives its shape), so the search never breaks a graph.
+re-checked in float64 (:mod:`vqcodec.kernels.certified_nearest_code`), smaller ones three fp16
+products of split operands (:mod:`vqcodec.kernels.split_nearest_code`); inputs none handles fall
+back to the reference, so callers always get an answer. ``torch.compile`` sees one opaque node
+(the fake implementation gives its shape), so the search never breaks a graph.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def _(x: Tensor, codebook: Tensor, fast: bool) -> Tensor:
 def _register_cuda_kernel() -> None:
     try:
         from vqcodec.kernels import certified_nearest_code as certified
+        from vqcodec.kernels import split_nearest_code as split
         from vqcodec.kernels import triton_nearest_code as fused
     except ImportError:  # no Triton (CPU-only installs): the reference serves CUDA too
         return
@@ -63,7 +64,7 @@ def _register_cuda_kernel() -> None:
             return fused.nearest_code_triton(x, codebook, fast=True)
         if certified.preferred(x, codebook):
             return certified.nearest_code_certified(x, codebook)
-        return fused.nearest_code_triton(x, codebook, fast=False)
+        return split.nearest_code_split(x, codebook)
 
     _IMPLEMENTATIONS["cuda"] = _search_on_cuda
 

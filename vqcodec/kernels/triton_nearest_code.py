@@ -11,8 +11,11 @@ Two precisions:
 * **fast**: operands rounded to bf16 (fp16 inputs stay fp16) — full tensor-core rate; a row
   whose two nearest codes are closer than bf16 rounding may get the second one. Rows wider
   than 256 features, streamed along ``D``, are rounded to copies before the search.
-* **exact** (default): float32 operands with ``tf32x3`` products (three TF32 products that
-  recover float32 accuracy), so the chosen code is nearest up to float32 rounding.
+* **exact**: float32 operands with ``tf32x3`` products (three TF32 products that recover
+  float32 accuracy), so the chosen code is nearest up to float32 rounding. The op's exact mode
+  no longer comes here (:mod:`vqcodec.kernels.split_nearest_code` does the same arithmetic at
+  twice the rate, :mod:`vqcodec.kernels.certified_nearest_code` large searches); the certified
+  search's fallback does.
 
 File order follows the Triton tutorials: kernel, then the launcher, nothing else.
 """
@@ -26,40 +29,40 @@ from torch import Tensor
 
 from vqcodec.kernels.launch import LaunchCache, cdiv, next_power_of_2, on_device
 
+# Tile shapes (BLOCK_N, BLOCK_K, warps, stages) the autotuner tries, chosen for Hopper's 228 KB
+# of shared memory per SM; those that do not fit are rejected by the autotuner (OutOfResources)
+# and never chosen.
+EXACT_TILES = [
+    (128, 64, 8, 3),
+    (64, 64, 4, 3),
+    (128, 32, 8, 3),
+    (64, 128, 8, 2),
+    (128, 128, 8, 2),
+    (64, 64, 4, 2),
+    (64, 32, 4, 3),
+    (128, 64, 8, 2),
+]
+FAST_TILES = [
+    (128, 128, 8, 3),
+    (128, 64, 8, 3),
+    (64, 128, 4, 3),
+    (128, 256, 8, 2),
+    (256, 64, 8, 3),
+    (256, 128, 8, 2),
+    (256, 64, 8, 4),
+    (256, 128, 8, 3),
+    (256, 64, 16, 3),
+    (128, 64, 4, 4),
+    (256, 128, 8, 4),
+    (128, 256, 8, 3),
+]
 
-def _configs(exact: bool) -> list[triton.Config]:
-    # Shapes chosen for Hopper's 228 KB of shared memory per SM; configs that do not fit are
-    # rejected by the autotuner (OutOfResources) and never chosen.
-    shapes = (
-        [
-            (128, 64, 8, 3),
-            (64, 64, 4, 3),
-            (128, 32, 8, 3),
-            (64, 128, 8, 2),
-            (128, 128, 8, 2),
-            (64, 64, 4, 2),
-            (64, 32, 4, 3),
-            (128, 64, 8, 2),
-        ]
-        if exact
-        else [
-            (128, 128, 8, 3),
-            (128, 64, 8, 3),
-            (64, 128, 4, 3),
-            (128, 256, 8, 2),
-            (256, 64, 8, 3),
-            (256, 128, 8, 2),
-            (256, 64, 8, 4),
-            (256, 128, 8, 3),
-            (256, 64, 16, 3),
-            (128, 64, 4, 4),
-            (256, 128, 8, 4),
-            (128, 256, 8, 3),
-        ]
-    )
+
+def tile_configs(tiles: list[tuple[int, int, int, int]]) -> list[triton.Config]:
+    """Autotuner configs of ``(BLOCK_N, BLOCK_K, num_warps, num_stages)`` tiles."""
     return [
         triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-        for bn, bk, w, s in shapes
+        for bn, bk, w, s in tiles
     ]
 
 
@@ -175,14 +178,20 @@ def best_codes(
         )  # fmt: skip
         half_norm = tl.load(half_norm_ptr + codes, mask=code_ok, other=float("inf"))
         score = score - half_norm[None, :]  # x·c − ‖c‖²/2: larger is nearer
-        tile_best, tile_index = tl.max(
-            score, axis=1, return_indices=True, return_indices_tie_break_left=True
-        )
-        # Strictly better only: an equal score in a later tile has a higher index.
-        better = tile_best > best
-        best = tl.where(better, tile_best, best)
-        best_index = tl.where(better, tile_index + k0, best_index)
+        best, best_index = running_best(score, k0, best, best_index)
     return best, best_index
+
+
+@triton.jit
+def running_best(score, k0, best, best_index):
+    """Fold a tile's scores (``[BLOCK_N, BLOCK_K]``, codes from ``k0``) into the rows' best
+    score and code so far (``[BLOCK_N]`` each); ties go to the lowest index."""
+    tile_best, tile_index = tl.max(
+        score, axis=1, return_indices=True, return_indices_tie_break_left=True
+    )
+    # Strictly better only: an equal score in a later tile has a higher index.
+    better = tile_best > best
+    return tl.where(better, tile_best, best), tl.where(better, tile_index + k0, best_index)
 
 
 @triton.jit
@@ -344,12 +353,12 @@ def _launch_half_norms(
 
 
 _fast_kernel = triton.autotune(
-    configs=_configs(exact=False),
+    configs=tile_configs(FAST_TILES),
     key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
     prune_configs_by={"early_config_prune": _prune},
 )(_nearest_code_kernel)
 _exact_kernel = triton.autotune(
-    configs=_configs(exact=True),
+    configs=tile_configs(EXACT_TILES),
     key=["N_BUCKET", "K_BUCKET", "D_CHUNK", "NUM_D_CHUNKS"],
     prune_configs_by={"early_config_prune": _prune},
 )(_nearest_code_kernel)
