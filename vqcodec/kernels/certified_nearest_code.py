@@ -700,14 +700,15 @@ def _multiprocessors(device: torch.device) -> int:
 
 # Where the certified search is faster than three fp16 products of split operands
 # (split_nearest_code; graph-replayed, float32 inputs, H100, 2026-11-23, scratch/split_ab*.py,
-# benchmarks/results/nearest_code_h100_2026-11-23_split.txt, parts 1-2): 1.07-1.19x at (65,536,
-# 4,096, 128) (2^35 multiply-adds), 1.64x at (65,536, 4,096, 256), 1.25x at (16,384, 16,384, 64)
-# (2^34), 2.05x at (65,536, 16,384, 256) and 1.31x at (65,536, 65,536, 64); but 0.93-0.96x at
-# 2^34 with 4,096 or 8,192 codes ((65,536, 4,096, 64), (65,536, 8,192, 32), (16,384, 4,096,
-# 256)), 0.81-1.01x at 2^33 and 0.70-0.83x at 2^32. Its per-row work (centred norms, the
-# float64 re-check) is paid back by the codes it saves products on, and its 17 launches
-# (kernels and small torch operations; two more a further codebook slice) by the work: the split
-# search makes two or three.
+# benchmarks/results/nearest_code_h100_2026-11-23_split.txt, parts 1, 2 and 4): 1.07-1.19x at
+# (65,536, 4,096, 128) (2^35 multiply-adds), 1.64x at (65,536, 4,096, 256), 1.30x at (65,536, 4,096,
+# 512), 1.25x at (16,384, 16,384, 64) (2^34), 2.04-2.08x at (65,536, 16,384, 256) and 1.32-1.35x at
+# (65,536, 65,536, 64); but 0.81-1.01x at 2^34 with 4,096 or 8,192 codes (six shapes, D = 32 to
+# 512), 0.81-1.01x at 2^33 and 0.70-0.85x at 2^32. Its per-row work (centred norms, the float64
+# re-check) is paid back by the codes it saves products on, and its 17 launches (kernels and small
+# torch operations; two more a further codebook slice) by the work: the split search makes two or
+# three. One shape measured goes the wrong way: (16,384, 4,096, 512) (2^35) took 0.694 ms here
+# against 0.428 ms there (0.62x; why was not measured).
 # (codes at least, multiply-adds N·K·D at least) for the certified search; any pair will do.
 THRESHOLDS = ((4096, 2**35), (16384, 2**34))
 MIN_D = 32

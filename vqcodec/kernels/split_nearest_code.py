@@ -14,9 +14,9 @@ the arithmetic of Triton's ``tf32x3`` (TF32 also keeps 11 bits), which
 :mod:`vqcodec.kernels.triton_nearest_code` uses, at twice its rate: fp16 tensor cores run at
 twice TF32's, and the codes are split once, not once a tile. Dividing by the scales (powers of
 two) is exact, so the scores ``x·c − ‖c‖²/2`` (half-norms in float32 from the inputs) and the
-chosen codes are those of a float32 search up to rounding: on the shapes measured
-(docs/BENCHMARKS.md, "Exact mode from fp16 pairs") the same indices as ``tf32x3``, 1.6–2.3×
-faster.
+chosen codes are those of a float32 search up to rounding. On 29 shapes (docs/BENCHMARKS.md,
+"Exact mode from fp16 pairs") it chose tf32x3's indices (the fraction equal to five places) and
+took 1.6–2.8× less time.
 
 Rows up to ``MAX_RESIDENT_D`` features are split on chip, once a program. Wider rows are
 streamed along ``D`` for every codebook tile, so they are split once beforehand into tables
