@@ -227,6 +227,7 @@ def split_rows(v: Tensor, half_norms: bool = False) -> SplitRows:
     inverse_scale = torch.empty(groups, m, dtype=torch.float32, device=v.device)
     half_norm = torch.empty_like(inverse_scale) if half_norms else None
     key = (v.device, v.dtype, groups, m, d, v.data_ptr() % 16 == 0, half_norms)
+    # Without HALF_NORMS the kernel writes no half-norms: any float32 buffer fills the argument.
     with on_device(v.device):
         _split_launches(
             key, (cdiv(m, SPLIT_BLOCK_M), groups), v, hi, lo, inverse_scale,
